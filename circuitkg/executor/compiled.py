@@ -1,0 +1,291 @@
+"""``CompiledCircuit``: one torch module that answers every query on a circuit.
+
+``form`` says how the circuit output ``φ`` becomes a distribution:
+
+* ``"score"``: ``φ`` as is (a KGE score). ``log_conditional`` is the softmax over the target's values
+  (what 1-vs-all training uses); ``log_prob``/``log_partition`` are refused (unnormalised).
+* ``"monotone"``: ``p = φ / Z``; needs a monotone circuit; evaluated in log space.
+* ``"squared"``: ``p = φ² / Z``; any signs; evaluated in scaled linear space.
+
+Plans (n = |target domain|, K = width, B = batch), chosen per query:
+
+==============================  ==================================================  ==============
+query                           plan                                                cost (CP)
+==============================  ==================================================  ==============
+``score``/``log_prob``          forward pass, square if squared                     O(BK)
+``log_partition`` (squared)     pair mode over Gram matrices                        O((n+m)K²)
+``log_partition`` (monotone)    forward pass over column sums                       O((n+m)K)
+``log_marginal``                monotone: column sums; squared, one variable out:   O(BK²)
+                                adjoint ``q`` then ``qᵀGq``; else pair mode
+``log_conditional`` (all        adjoint ``q`` (one forward, one backward pass),     O(BKn)
+values of the target)           then ``q @ Tᵀ`` in chunks of table rows
+``log_conditional_of`` (PLL)    adjoint ``q``; squared: ``φ² / qᵀ G q``              O(nK² + BK²)
+==============================  ==================================================  ==============
+
+When evidence leaves other variables unobserved, those are integrated (column sums in log space for
+monotone circuits; pair mode for squared circuits, with the target enumerated in batch chunks).
+Everything is differentiable and runs on whichever device the parameters are on.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from circuitkg.errors import EvidenceError, FormError
+from circuitkg.executor.pairs import PairEvaluator
+from circuitkg.executor.passes import Evidence, Plan, adjoint, forward
+from circuitkg.executor.semirings import LinearSemiring, LogSemiring
+from circuitkg.ir.circuit import Circuit
+from circuitkg.numerics import Scaled, scaled_product, scaled_sum
+
+FORMS = ("score", "monotone", "squared")
+EvidenceValue = Tensor | int
+
+
+class CompiledCircuit(nn.Module):
+    """A circuit lowered to torch, with its form (``score``, ``monotone`` or ``squared``).
+
+    ``batch_chunk`` bounds how many query rows are processed at once in the plans whose memory
+    grows with ``B · n`` or ``B · K²`` (all-value conditionals, pair-mode marginals).
+    """
+
+    def __init__(self, circuit: Circuit, form: str = "squared", batch_chunk: int = 1024) -> None:
+        super().__init__()
+        if form not in FORMS:
+            raise FormError(f"unknown form {form!r}; choose one of {FORMS}")
+        circuit.require("smooth", "decomposable", operation=f"compiling the {form} form")
+        if form == "monotone":
+            circuit.require("monotone", operation="the monotone form")
+        if form == "squared":
+            circuit.require("structured-decomposable", operation="the squared form")
+        if circuit.output.width != 1:
+            raise FormError(f"the output layer {circuit.output.name!r} has width {circuit.output.width}; a circuit needs one output unit")
+        self.circuit = circuit
+        self.form = form
+        self.batch_chunk = int(batch_chunk)
+        self.parameterisations = circuit.modules()
+        self.plan = Plan(circuit)
+        self.semiring = LogSemiring() if form == "monotone" else LinearSemiring()
+
+    # --- properties --------------------------------------------------------------------------------
+    @property
+    def variables(self) -> list[str]:
+        return self.circuit.variables
+
+    @property
+    def domains(self) -> dict[str, int]:
+        return self.circuit.domains
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    @property
+    def normalised(self) -> bool:
+        return self.form != "score"
+
+    def extra_repr(self) -> str:
+        return f"form={self.form!r}, variables={self.variables}, domains={self.domains}"
+
+    # --- queries -----------------------------------------------------------------------------------
+    def score(self, x: Tensor) -> Tensor:
+        """``φ(x)`` for full assignments ``x`` of shape ``(B, V)`` (columns in ``variables`` order)."""
+        value = self._output(self._full_evidence(x))
+        if self.form == "monotone":
+            return torch.exp(value[:, 0])
+        return value.dense()[:, 0]
+
+    def log_partition(self) -> Tensor:
+        """``log Z``: ``log Σ_x φ(x)`` (monotone) or ``log Σ_x φ(x)²`` (squared); differentiable."""
+        self._require_normalised("log_partition")
+        evidence = {v: None for v in self.variables}
+        if self.form == "monotone":
+            return self._output(evidence)[0, 0]
+        return PairEvaluator(self.plan, evidence).root().log_abs().reshape(())
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """``log p(x)`` for full assignments ``x`` of shape ``(B, V)``."""
+        self._require_normalised("log_prob")
+        return self._log_unnormalised(self._full_evidence(x)) - self.log_partition()
+
+    def log_marginal(self, **given: EvidenceValue) -> Tensor:
+        """``log p(given)``: the variables not given are summed out. Shape ``(B,)``."""
+        self._require_normalised("log_marginal")
+        evidence, _ = self._evidence(given)
+        return self._log_unnormalised(evidence) - self.log_partition()
+
+    def log_conditional(self, target: str, **given: EvidenceValue) -> Tensor:
+        """``log p(target = x | given)`` for every value ``x``: shape ``(B, |target|)``.
+
+        In ``score`` form this is ``log_softmax`` of the scores over the target's values.
+        """
+        evidence, batch = self._evidence(given, target=target)
+        out = []
+        for start in range(0, batch, self.batch_chunk):
+            chunk = {v: _rows(i, start, self.batch_chunk) for v, i in evidence.items()}
+            n = min(self.batch_chunk, batch - start)
+            out.append(self._log_conditional_chunk(target, chunk, n))
+        return torch.cat(out, dim=0)
+
+    def score_all(self, target: str, **given: EvidenceValue) -> Tensor:
+        """Scores over every value of ``target`` (``φ``; ``log φ`` monotone; ``log φ²`` squared).
+
+        For ranking: higher is better and the unnormalised forms are cheaper than conditionals.
+        Other unobserved variables are not allowed here.
+        """
+        evidence, batch = self._evidence(given, target=target)
+        if any(i is None for v, i in evidence.items() if v != target):
+            raise EvidenceError("score_all needs every variable except the target observed")
+        out = []
+        for start in range(0, batch, self.batch_chunk):
+            chunk = {v: _rows(i, start, self.batch_chunk) for v, i in evidence.items()}
+            n = min(self.batch_chunk, batch - start)
+            out.append(self._target_values(target, chunk, n))
+        return torch.cat(out, dim=0)
+
+    def log_conditional_of(self, target: str, value: EvidenceValue, **given: EvidenceValue) -> Tensor:
+        """``log p(target = value | given)`` for the observed value only, shape ``(B,)``.
+
+        The pseudo-log-likelihood term. Squared: ``2 log|φ| - log qᵀ G q`` with one Gram matrix of
+        the target's table, independent of ``|target|`` per query.
+        """
+        evidence, batch = self._evidence({**given, target: value})
+        if self.form == "score" or any(v is None for k, v in evidence.items() if k != target):
+            rows = self.log_conditional(target, **given)
+            return rows.gather(1, evidence[target].expand(rows.shape[0]).unsqueeze(1))[:, 0]
+        full = self._log_unnormalised(evidence)
+        norm = self._log_unnormalised({**evidence, target: None})
+        return full - norm
+
+    # --- plans ---------------------------------------------------------------------------------------
+    def _output(self, evidence: Evidence):
+        values = forward(self.plan, self.semiring, evidence)
+        return values[id(self.circuit.output)]
+
+    def _log_unnormalised(self, evidence: Evidence) -> Tensor:
+        """``log Σ_{unobserved} φ`` (monotone) or ``log Σ_{unobserved} φ²`` (squared)."""
+        missing = [v for v, i in evidence.items() if i is None]
+        batch = _batch_size(evidence)
+        if self.form == "monotone":
+            return self._output(evidence)[:, 0].expand(batch)
+        if not missing:
+            return 2.0 * self._output(evidence).log_abs()[:, 0]
+        if len(missing) == 1:
+            return self._quadratic_form(missing[0], evidence, batch)
+        gram_cache: dict = {}
+        out = []
+        for start in range(0, batch, self.batch_chunk):
+            chunk = {v: _rows(i, start, self.batch_chunk) for v, i in evidence.items()}
+            root = PairEvaluator(self.plan, chunk, gram_cache).root()
+            out.append(root.log_abs().reshape(-1))
+        return torch.cat(out).expand(batch)
+
+    def _coefficients(self, target: str, evidence: Evidence, batch: int):
+        like = next(iter(self.circuit.tables())).rows(torch.zeros(1, dtype=torch.long, device=self.device))
+        values = forward(self.plan, self.semiring, evidence, skip=target)
+        return adjoint(self.plan, self.semiring, values, target, batch, like)
+
+    def _quadratic_form(self, target: str, evidence: Evidence, batch: int) -> Tensor:
+        """``log Σ_x φ(x, e)²`` for the one unobserved variable ``target``: ``Σ_ll' q_lᵀ G_ll' q_l'``."""
+        coefs = self._coefficients(target, evidence, batch)
+        terms = []
+        for la, qa in coefs:
+            for lb, qb in coefs:
+                gram = la.table.gram(lb.table)
+                terms.append(scaled_product([qa, gram, qb], "Ni,Nij,Nj->N"))
+        return scaled_sum(terms).log_abs().expand(batch)
+
+    def _target_values(self, target: str, evidence: Evidence, batch: int) -> Tensor:
+        """``φ`` (score), ``log φ`` (monotone) or ``log φ²`` (squared) over every target value."""
+        coefs = self._coefficients(target, evidence, batch)
+        if self.form == "monotone":
+            parts = [layer.table.log_contract(q) for layer, q in coefs]
+            return torch.logsumexp(torch.stack(parts), dim=0) if len(parts) > 1 else parts[0]
+        total = scaled_sum([layer.table.contract(q) for layer, q in coefs])
+        if self.form == "score":
+            return total.dense()
+        return 2.0 * total.log_abs()
+
+    def _log_conditional_chunk(self, target: str, evidence: Evidence, batch: int) -> Tensor:
+        others_missing = [v for v, i in evidence.items() if i is None and v != target]
+        if others_missing and self.form == "squared":
+            return self._enumerated_conditional(target, evidence, batch)
+        values = self._target_values(target, evidence, batch)
+        if self.form == "score":
+            return torch.log_softmax(values, dim=1)
+        return values - torch.logsumexp(values, dim=1, keepdim=True)
+
+    def _enumerated_conditional(self, target: str, evidence: Evidence, batch: int) -> Tensor:
+        """Squared circuits with other variables unobserved: pair mode per target value."""
+        size = self.domains[target]
+        device = self.device
+        rows = []
+        for b in range(batch):
+            single = {v: (None if i is None else i[b : b + 1] if i.numel() > 1 else i) for v, i in evidence.items()}
+            single[target] = torch.arange(size, device=device)
+            expanded = {v: (None if i is None else i.expand(size)) for v, i in single.items()}
+            rows.append(self._log_unnormalised(expanded))
+        values = torch.stack(rows)
+        return values - torch.logsumexp(values, dim=1, keepdim=True)
+
+    # --- evidence ------------------------------------------------------------------------------------
+    def _require_normalised(self, what: str) -> None:
+        if self.form == "score":
+            raise FormError(
+                f"{what} needs a normalised circuit, but this one is in 'score' form (unnormalised); "
+                "compile the model with form='squared' or form='monotone'"
+            )
+
+    def _full_evidence(self, x: Tensor) -> Evidence:
+        x = torch.as_tensor(x, device=self.device)
+        if x.ndim != 2 or x.shape[1] != len(self.variables):
+            raise EvidenceError(
+                f"expected assignments of shape (B, {len(self.variables)}) for variables {self.variables}, "
+                f"got {tuple(x.shape)}"
+            )
+        evidence, _ = self._evidence({v: x[:, i] for i, v in enumerate(self.variables)})
+        return evidence
+
+    def _evidence(self, given: dict[str, EvidenceValue], target: str | None = None) -> tuple[Evidence, int]:
+        unknown = set(given) - set(self.variables)
+        if target is not None:
+            if target not in self.variables:
+                unknown.add(target)
+            if target in given:
+                raise EvidenceError(f"variable {target!r} is both the target and given")
+        if unknown:
+            raise EvidenceError(f"unknown variables {sorted(unknown)}; the circuit has {self.variables}")
+        evidence: Evidence = {}
+        for var in self.variables:
+            if var not in given or given[var] is None:
+                evidence[var] = None
+                continue
+            idx = torch.as_tensor(given[var], device=self.device, dtype=torch.long).reshape(-1)
+            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.domains[var]):
+                bad = idx[(idx < 0) | (idx >= self.domains[var])][0].item()
+                raise EvidenceError(f"value {bad} of variable {var!r} is outside its domain [0, {self.domains[var]})")
+            evidence[var] = idx
+        batch = _batch_size(evidence)
+        for var, idx in evidence.items():
+            if idx is not None and idx.numel() not in (1, batch):
+                raise EvidenceError(f"variable {var!r} has {idx.numel()} values but the batch has {batch}")
+            if idx is not None:
+                evidence[var] = idx.expand(batch)
+        return evidence, batch
+
+
+def _batch_size(evidence: Evidence) -> int:
+    sizes = {i.numel() for i in evidence.values() if i is not None}
+    return max(sizes) if sizes else 1
+
+
+def _rows(index: Tensor | None, start: int, size: int) -> Tensor | None:
+    return None if index is None else index[start : start + size]
+
+
+__all__ = ["FORMS", "CompiledCircuit", "Scaled"]

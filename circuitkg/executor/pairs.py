@@ -1,0 +1,177 @@
+"""Pair mode: ``Σ_{integrated} c(x) c'(x)`` without building the product circuit.
+
+The product of two compatible circuits pairs their layers scope by scope (see
+:func:`circuitkg.ir.multiply`). Instead of materialising it, pair mode evaluates each pair
+``(a, b)`` of same-scope layers to a matrix ``P_ab`` of shape ``(N, K_a, K_b)``:
+
+* input pair over an integrated variable: the Gram matrix ``Σ_x T_a[x]ᵀ T_b[x]`` (once per pair
+  of tables, :meth:`Table.gram`, ``O(|X| K_a K_b)``); over an observed variable: ``T_a[x] T_b[x]ᵀ``;
+* sum pair: ``Σ_ij W_a[:, i] P_{a_i b_j} W_b[:, j]ᵀ``;
+* product pair: children matched by scope, then their matrices multiplied elementwise (Hadamard)
+  or in the Kronecker arrangement of each side. Two lazy Kronecker layers (all parents sums) stay
+  factored and their sum parents contract the factors one at a time, never forming
+  ``(Π k_i)²`` entries (TuckER's squared ``Z`` costs ``O(K_e³ K_r + ...)``, not ``O(K_e⁴ K_r²)``).
+
+For a squared KGE model with all variables integrated this is the plan of DESIGN.md:
+``log Z = log 1ᵀ (G_S ⊙ G_R ⊙ G_O) 1`` for CP, ``O((n+m)K²)``, no ``K² x n`` tensor.
+Everything runs in :class:`~circuitkg.numerics.Scaled` linear space.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from circuitkg.errors import StructureError
+from circuitkg.executor.passes import Evidence, Plan
+from circuitkg.ir.layers import InputLayer, Layer, ProductLayer, SumLayer
+from circuitkg.numerics import Scaled, scaled_product, scaled_sum
+
+_A = string.ascii_lowercase.replace("o", "").replace("p", "")
+_B = string.ascii_uppercase.replace("N", "")
+
+
+@dataclass
+class LazyPair:
+    """The pair value of two lazy Kronecker layers: factor matrices in ``a``'s child order."""
+
+    factors: list[Scaled]
+    b_perm: list[int]  # b_perm[c]: position in b's children of the partner of a's c-th child
+    a_widths: list[int]
+    b_widths: list[int]  # in b's own order
+
+
+def _weight(w: Tensor) -> tuple[Tensor, Tensor]:
+    top = w.detach().abs().amax().clamp_min(torch.finfo(w.dtype).tiny)
+    return w / top, torch.log(top)
+
+
+class PairEvaluator:
+    """Evaluates ``Σ_integrated c(x)²`` (``a``, ``b`` from the same circuit) for a batch of evidence."""
+
+    def __init__(self, plan: Plan, evidence: Evidence, gram_cache: dict | None = None) -> None:
+        self.plan = plan
+        self.evidence = evidence
+        self.memo: dict[tuple[int, int], Scaled | LazyPair] = {}
+        self.gram_cache = {} if gram_cache is None else gram_cache
+
+    def root(self) -> Scaled:
+        out = self.plan.circuit.output
+        value = self.pair(out, out)
+        return self.materialise(value)
+
+    # --- recursion -------------------------------------------------------------------------------
+    def pair(self, a: Layer, b: Layer) -> Scaled | LazyPair:
+        key = (id(a), id(b))
+        if key not in self.memo:
+            self.memo[key] = self._pair(a, b)
+        return self.memo[key]
+
+    def _pair(self, a: Layer, b: Layer) -> Scaled | LazyPair:
+        if isinstance(a, SumLayer) or isinstance(b, SumLayer):
+            return self._sum_pair(a, b)
+        if isinstance(a, InputLayer) and isinstance(b, InputLayer) and a.variable == b.variable:
+            return self._input_pair(a, b)
+        if isinstance(a, ProductLayer) and isinstance(b, ProductLayer) and a.scope == b.scope:
+            return self._product_pair(a, b)
+        raise StructureError(
+            f"cannot pair {type(a).__name__} {a.name!r} with {type(b).__name__} {b.name!r}: "
+            "squaring needs a structured-decomposable circuit"
+        )
+
+    def _input_pair(self, a: InputLayer, b: InputLayer) -> Scaled:
+        if a.variable is not None and self.evidence[a.variable] is None:
+            key = (id(a.table), id(b.table))
+            if key not in self.gram_cache:
+                self.gram_cache[key] = a.table.gram(b.table)
+            return self.gram_cache[key]
+        index = (
+            torch.zeros(1, dtype=torch.long, device=a.table.device)
+            if a.variable is None
+            else self.evidence[a.variable]
+        )
+        ra, rb = Scaled.of(a.table.rows(index)), Scaled.of(b.table.rows(index))
+        return scaled_product([ra, rb], "Ni,Nj->Nij")
+
+    def _sum_pair(self, a: Layer, b: Layer) -> Scaled:
+        a_parts = list(zip(a.children, a.blocks(), strict=True)) if isinstance(a, SumLayer) else [(a, None)]
+        b_parts = list(zip(b.children, b.blocks(), strict=True)) if isinstance(b, SumLayer) else [(b, None)]
+        wa = a.weight.matrix() if isinstance(a, SumLayer) else None
+        wb = b.weight.matrix() if isinstance(b, SumLayer) else None
+        terms = []
+        for ca, sa in a_parts:
+            for cb, sb in b_parts:
+                value = self.pair(ca, cb)
+                if isinstance(value, LazyPair) and sa is not None and sb is not None:
+                    terms.append(self._contract_lazy(wa[:, sa], wb[:, sb], value))
+                    continue
+                value = self.materialise(value)
+                if sa is not None:
+                    w, s = _weight(wa[:, sa])
+                    value = Scaled(torch.einsum("oi,Nij->Noj", w, value.value), value.log_scale + s)
+                if sb is not None:
+                    w, s = _weight(wb[:, sb])
+                    value = Scaled(torch.einsum("Nij,pj->Nip", value.value, w), value.log_scale + s)
+                terms.append(value.normalised())
+        return scaled_sum(terms)
+
+    def _product_pair(self, a: ProductLayer, b: ProductLayer) -> Scaled | LazyPair:
+        by_scope = {c.scope: i for i, c in enumerate(b.children)}
+        if len(by_scope) != len(b.children) or {c.scope for c in a.children} != set(by_scope):
+            raise StructureError(
+                f"product layers {a.name!r} and {b.name!r} split scope {{{','.join(sorted(a.scope))}}} "
+                "differently: the circuit is not structured-decomposable"
+            )
+        b_perm = [by_scope[c.scope] for c in a.children]
+        factors = [self.materialise(self.pair(ca, b.children[j])) for ca, j in zip(a.children, b_perm, strict=True)]
+        a_widths = [c.width for c in a.children]
+        b_widths = [c.width for c in b.children]
+        if (
+            a.kind == b.kind == "kronecker"
+            and self.plan.is_lazy(a)
+            and self.plan.is_lazy(b)
+        ):
+            return LazyPair(factors, b_perm, a_widths, b_widths)
+        d = len(factors)
+        a_letters = ["i"] * d if a.kind == "hadamard" else list(_A[:d])
+        b_own = ["J"] * d if b.kind == "hadamard" else list(_B[:d])
+        b_letters = [b_own[b_perm[c]] for c in range(d)]
+        out_a = "".join(dict.fromkeys(a_letters))
+        out_b = "".join(dict.fromkeys(b_own))
+        eq = ",".join(f"N{x}{y}" for x, y in zip(a_letters, b_letters, strict=True)) + f"->N{out_a}{out_b}"
+        value = scaled_product(factors, eq)
+        return value.map(lambda v: v.reshape(v.shape[0], a.width, b.width))
+
+    # --- lazy Kronecker pairs ----------------------------------------------------------------------
+    def _contract_lazy(self, wa: Tensor, wb: Tensor, lazy: LazyPair) -> Scaled:
+        """``Σ wa[o, a_1..a_d] wb[p, b_1..b_d] Π_c P_c[a_c, b_c]``, factor by factor."""
+        d = len(lazy.factors)
+        wa, sa = _weight(wa.reshape((wa.shape[0], *lazy.a_widths)))
+        wb, sb = _weight(wb.reshape((wb.shape[0], *lazy.b_widths)))
+        wb = wb.permute(0, *[1 + lazy.b_perm[c] for c in range(d)])  # b axes in a's order
+        a_l, b_l = list(_A[:d]), list(_B[:d])
+        axes = ["o"] + a_l
+        cur = Scaled(wa.unsqueeze(0), sa.reshape(1))
+        for c in reversed(range(d)):
+            new_axes = [b_l[c] if x == a_l[c] else x for x in axes]
+            eq = f"N{''.join(axes)},N{a_l[c]}{b_l[c]}->N{''.join(new_axes)}"
+            cur = scaled_product([cur, lazy.factors[c]], eq)
+            axes = new_axes
+        eq = f"N{''.join(axes)},p{''.join(b_l)}->Nop"
+        return Scaled(torch.einsum(eq, cur.value, wb), cur.log_scale + sb).normalised()
+
+    def materialise(self, value: Scaled | LazyPair) -> Scaled:
+        if isinstance(value, Scaled):
+            return value
+        d = len(value.factors)
+        a_l, b_l = _A[:d], _B[:d]
+        b_in_a_order = "".join(b_l[value.b_perm.index(j)] for j in range(d))
+        eq = ",".join(f"N{a_l[c]}{b_l[c]}" for c in range(d)) + f"->N{a_l}{b_in_a_order}"
+        out = scaled_product(value.factors, eq)
+        ka = 1
+        for w in value.a_widths:
+            ka *= w
+        return out.map(lambda v: v.reshape(v.shape[0], ka, -1))

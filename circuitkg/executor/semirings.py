@@ -1,0 +1,155 @@
+"""The two numeric representations the executor evaluates circuits in.
+
+:class:`LinearSemiring` values are :class:`~circuitkg.numerics.Scaled` tensors: linear space with one
+log-scale per batch row, signs kept (score and squared forms). :class:`LogSemiring` values are plain
+log-tensors (monotone form): products add exactly, and linear maps shift by the row maximum, apply
+the map in linear space and take the log again. Both expose the same operations, so the forward and
+adjoint passes in :mod:`circuitkg.executor.passes` are written once:
+
+* ``hadamard(values)``; ``outer(values)`` (materialised Kronecker, units in row-major order);
+* ``linear(x, W)``: ``x @ Wᵀ``; ``add(values)``;
+* ``contract(W, head, factors)``: ``W`` of shape ``(o, k_1, ..., k_d)`` contracted with ``head``
+  over ``o`` and with each given factor over its ``k_i``; ``None`` keeps the axis. This one routine
+  is the fused sum-over-Kronecker of the forward pass (head ``None``, all factors) and every
+  adjoint through it (head given, one factor ``None``); it never builds the ``Π k_i`` vector.
+"""
+
+from __future__ import annotations
+
+import string
+
+import torch
+from torch import Tensor
+
+from circuitkg.numerics import Scaled, scaled_product, scaled_sum
+
+_LETTERS = string.ascii_letters.replace("N", "").replace("o", "")
+
+
+def scaled_contract(w: Tensor, head: Scaled | None, factors: list[Scaled | None]) -> Scaled:
+    """``contract`` on :class:`Scaled` values; contracts the head first, then factors last-to-first."""
+    d = len(factors)
+    if w.ndim != d + 1:
+        raise ValueError(f"weight of shape {tuple(w.shape)} does not split into {d} factors")
+    axes = ["o"] + list(_LETTERS[:d])
+    w_max = w.detach().abs().amax().clamp_min(torch.finfo(w.dtype).tiny)
+    cur: Scaled | None = None
+    cur_axes = axes
+    cur_value = w / w_max
+    steps = ([(0, head)] if head is not None else []) + [
+        (i + 1, f) for i, f in reversed(list(enumerate(factors))) if f is not None
+    ]
+    for axis_pos, operand in steps:
+        letter = axes[axis_pos]
+        kept = [a for a in cur_axes if a != letter]
+        lhs = ("N" if cur is not None else "") + "".join(cur_axes)
+        eq = f"{lhs},N{letter}->N{''.join(kept)}"
+        value = torch.einsum(eq, cur_value, operand.value)
+        log_scale = operand.log_scale if cur is None else cur.log_scale + operand.log_scale
+        cur = Scaled(value, log_scale).normalised()
+        cur_value, cur_axes = cur.value, kept
+    if cur is None:
+        raise ValueError("contract needs at least one operand")
+    return Scaled(cur.value, cur.log_scale + torch.log(w_max))
+
+
+class LinearSemiring:
+    """Signed linear space with per-row scaling (values are :class:`Scaled`)."""
+
+    name = "linear"
+
+    def lift(self, rows: Tensor) -> Scaled:
+        return Scaled.of(rows)
+
+    def ones(self, n: int, like: Tensor) -> Scaled:
+        return Scaled.of(torch.ones(n, 1, dtype=like.dtype, device=like.device))
+
+    def hadamard(self, values: list[Scaled]) -> Scaled:
+        if len(values) == 1:
+            return values[0]
+        eq = ",".join("Ni" for _ in values) + "->Ni"
+        return scaled_product(values, eq)
+
+    def outer(self, values: list[Scaled]) -> Scaled:
+        letters = _LETTERS[: len(values)]
+        eq = ",".join(f"N{a}" for a in letters) + f"->N{letters}"
+        out = scaled_product(values, eq)
+        return out.map(lambda v: v.reshape(v.shape[0], -1))
+
+    def outer_adjoint(self, adj: Scaled, factors: list[Scaled | None], widths: list[int]) -> Scaled:
+        """Adjoint of the single ``None`` factor of a materialised Kronecker product."""
+        letters = _LETTERS[: len(factors)]
+        shaped = adj.map(lambda v: v.reshape((v.shape[0], *widths)))
+        target = letters[[i for i, f in enumerate(factors) if f is None][0]]
+        operands = [shaped] + [f for f in factors if f is not None]
+        eq = f"N{letters}," + ",".join(f"N{a}" for a, f in zip(letters, factors, strict=True) if f is not None)
+        return scaled_product(operands, eq.rstrip(",") + f"->N{target}")
+
+    def linear(self, x: Scaled, w: Tensor) -> Scaled:
+        return scaled_contract(w, None, [x])
+
+    def contract(self, w: Tensor, head: Scaled | None, factors: list[Scaled | None]) -> Scaled:
+        return scaled_contract(w, head, factors)
+
+    def add(self, values: list[Scaled]) -> Scaled:
+        return scaled_sum(values)
+
+    def log_abs(self, x: Scaled) -> Tensor:
+        return x.log_abs()
+
+
+class LogSemiring:
+    """Log space for non-negative (monotone) circuits (values are log-tensors)."""
+
+    name = "log"
+
+    def lift(self, log_rows: Tensor) -> Tensor:
+        return log_rows
+
+    def ones(self, n: int, like: Tensor) -> Tensor:
+        return torch.zeros(n, 1, dtype=like.dtype, device=like.device)
+
+    def hadamard(self, values: list[Tensor]) -> Tensor:
+        out = values[0]
+        for v in values[1:]:
+            out = out + v
+        return out
+
+    def outer(self, values: list[Tensor]) -> Tensor:
+        out = values[0]
+        for v in values[1:]:
+            out = (out.unsqueeze(-1) + v.unsqueeze(-2)).flatten(-2)
+        return out
+
+    def outer_adjoint(self, adj: Tensor, factors: list[Tensor | None], widths: list[int]) -> Tensor:
+        lin = LinearSemiring().outer_adjoint(
+            _to_scaled(adj), [None if f is None else _to_scaled(f) for f in factors], widths
+        )
+        return _from_scaled(lin)
+
+    def linear(self, x: Tensor, w: Tensor) -> Tensor:
+        return _from_scaled(scaled_contract(w, None, [_to_scaled(x)]))
+
+    def contract(self, w: Tensor, head: Tensor | None, factors: list[Tensor | None]) -> Tensor:
+        h = None if head is None else _to_scaled(head)
+        return _from_scaled(scaled_contract(w, h, [None if f is None else _to_scaled(f) for f in factors]))
+
+    def add(self, values: list[Tensor]) -> Tensor:
+        if len(values) == 1:
+            return values[0]
+        shape = torch.broadcast_shapes(*(v.shape for v in values))
+        return torch.logsumexp(torch.stack([v.expand(shape) for v in values]), dim=0)
+
+    def log_abs(self, x: Tensor) -> Tensor:
+        return x
+
+
+def _to_scaled(log_x: Tensor) -> Scaled:
+    flat = log_x.detach().reshape(log_x.shape[0], -1)
+    top = flat.amax(dim=1)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    return Scaled(torch.exp(log_x - top.reshape((-1,) + (1,) * (log_x.ndim - 1))), top)
+
+
+def _from_scaled(x: Scaled) -> Tensor:
+    return x.log_abs()

@@ -1,0 +1,103 @@
+"""Scaled tensors: linear-space values that cannot overflow or underflow.
+
+A :class:`Scaled` holds ``value * exp(log_scale)`` where ``value`` has shape ``(N, ...)`` and
+``log_scale`` has shape ``(N,)``: one scale per batch row. After every operation the value is
+renormalised so that ``max |value| = 1`` in each row, which keeps products of hundreds of layers and
+Gram matrices of huge or tiny tables finite in float32. Signs are kept, so signed (squared) circuits
+run in linear space with this representation; monotone circuits use :class:`LogSemiring`, which
+stores plain log-values and converts to :class:`Scaled` only around linear maps.
+
+The scale is detached from autograd: the represented number does not depend on it, so gradients are
+exact while the scale itself costs nothing in the backward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+def _row_view(log_scale: Tensor, ndim: int) -> Tensor:
+    return log_scale.reshape(log_scale.shape + (1,) * (ndim - 1))
+
+
+@dataclass
+class Scaled:
+    """``value * exp(log_scale)`` with one scale per leading (batch) row."""
+
+    value: Tensor
+    log_scale: Tensor
+
+    @staticmethod
+    def of(x: Tensor) -> Scaled:
+        """Wrap a plain tensor ``(N, ...)`` (scale 1) and normalise it."""
+        zeros = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        return Scaled(x, zeros).normalised()
+
+    def normalised(self) -> Scaled:
+        """Divide each row by its largest absolute entry (rows of zeros are left alone)."""
+        v = self.value
+        m = v.detach().abs().reshape(v.shape[0], -1).amax(dim=1)
+        m = torch.where(m > 0, m, torch.ones_like(m))
+        return Scaled(v / _row_view(m, v.ndim), self.log_scale + torch.log(m))
+
+    def log_abs(self) -> Tensor:
+        """``log |value * exp(log_scale)|`` elementwise, shape of ``value``."""
+        return torch.log(self.value.abs()) + _row_view(self.log_scale, self.value.ndim)
+
+    def dense(self) -> Tensor:
+        """The plain tensor (may overflow; for tests and small values)."""
+        return self.value * torch.exp(_row_view(self.log_scale, self.value.ndim))
+
+    def map(self, fn) -> Scaled:
+        """Apply a linear, shape-changing function to the value (same scale)."""
+        return Scaled(fn(self.value), self.log_scale)
+
+    def expand_rows(self, n: int) -> Scaled:
+        """Broadcast a one-row scaled tensor to ``n`` rows."""
+        if self.value.shape[0] == n:
+            return self
+        return Scaled(
+            self.value.expand((n,) + self.value.shape[1:]), self.log_scale.expand(n)
+        )
+
+
+def scaled_product(factors: list[Scaled], equation: str) -> Scaled:
+    """``einsum(equation, *values)`` of scaled factors; the scales add up.
+
+    The equation must keep the batch index as the first output index of every operand.
+    """
+    n = max(f.value.shape[0] for f in factors)
+    factors = [f.expand_rows(n) for f in factors]
+    value = torch.einsum(equation, *[f.value for f in factors])
+    log_scale = factors[0].log_scale
+    for f in factors[1:]:
+        log_scale = log_scale + f.log_scale
+    return Scaled(value, log_scale).normalised()
+
+
+def scaled_sum(terms: list[Scaled]) -> Scaled:
+    """Sum of scaled tensors of equal shape, aligned on the largest scale per row."""
+    if len(terms) == 1:
+        return terms[0]
+    n = max(t.value.shape[0] for t in terms)
+    terms = [t.expand_rows(n) for t in terms]
+    scales = torch.stack([t.log_scale for t in terms])
+    top = scales.amax(dim=0)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    total = sum(t.value * _row_view(torch.exp(t.log_scale - top), t.value.ndim) for t in terms)
+    return Scaled(total, top).normalised()
+
+
+def scaled_matmul_rows(x: Scaled, table: Tensor) -> Scaled:
+    """``x @ table.T`` for ``x`` of shape ``(N, K)`` and a plain ``table`` of shape ``(V, K)``."""
+    t_max = table.detach().abs().amax().clamp_min(torch.finfo(table.dtype).tiny)
+    out = Scaled(x.value @ (table / t_max).T, x.log_scale + torch.log(t_max))
+    return out
+
+
+def accumulate(total: Scaled | None, term: Scaled) -> Scaled:
+    """Running sum for chunked reductions; ``None`` starts it."""
+    return term if total is None else scaled_sum([total, term])

@@ -1,0 +1,33 @@
+"""Parameterisations: how input-layer tables and sum-layer weights are computed."""
+
+from circuitkg.params.tables import (
+    ColumnView,
+    ConstantTable,
+    FeatureTable,
+    FreeTable,
+    IndicatorTable,
+    KroneckerRowTable,
+    PositiveTable,
+    RowTable,
+    SummedTable,
+    Table,
+)
+from circuitkg.params.weights import FixedWeight, FreeWeight, KroneckerWeight, PositiveWeight, Weight
+
+__all__ = [
+    "ColumnView",
+    "ConstantTable",
+    "FeatureTable",
+    "FixedWeight",
+    "FreeTable",
+    "FreeWeight",
+    "IndicatorTable",
+    "KroneckerRowTable",
+    "KroneckerWeight",
+    "PositiveTable",
+    "PositiveWeight",
+    "RowTable",
+    "SummedTable",
+    "Table",
+    "Weight",
+]

@@ -1,0 +1,348 @@
+"""Input-layer parameterisations: objects that produce a table ``T`` of shape ``(num_values, width)``.
+
+An input layer over a categorical variable ``X`` maps a value ``x`` to the row ``T[x]``. How ``T`` is
+obtained is the layer's *table*: a free table, ``exp`` of a log-table, a view of another table's
+columns, constants, 0/1 indicators, Kronecker products of rows, or (in later modules) an encoder.
+Every table answers the same five questions, so every query of the executor works on every table:
+
+===========================  ============================================  =====================
+method                       value                                         cost (free table)
+===========================  ============================================  =====================
+``rows(index)``              ``T[index]``                                   O(B K)
+``log_rows(index)``          ``log T[index]`` (non-negative tables)         O(B K)
+``gram(other)``              ``Σ_x T[x]ᵀ T'[x]`` as a :class:`Scaled`        O(V K K')
+``contract(coef)``           ``coef @ Tᵀ`` as a :class:`Scaled` (B, V)       O(B V K)
+``log_contract(log_coef)``   ``log Σ_k exp(log_coef[b,k]) T[x,k]``          O(B V K)
+===========================  ============================================  =====================
+
+Tables that are computed on the fly override :meth:`Table.chunks` only; the defaults reduce over
+chunks of ``chunk_size`` rows, so no full ``V x K`` tensor is needed for a Gram matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from circuitkg.numerics import Scaled
+
+DEFAULT_CHUNK = 16384
+
+
+class Table(nn.Module):
+    """Base class of input-layer parameterisations (the protocol documented in the module)."""
+
+    num_values: int
+    width: int
+    #: every entry is >= 0 by construction (needed for monotone circuits)
+    nonnegative: bool = False
+
+    def __init__(self, num_values: int, width: int) -> None:
+        super().__init__()
+        if num_values < 1 or width < 1:
+            raise ValueError(f"a table needs num_values >= 1 and width >= 1, got {num_values}, {width}")
+        self.num_values = int(num_values)
+        self.width = int(width)
+
+    # --- what subclasses provide -------------------------------------------------------------
+    def rows(self, index: Tensor) -> Tensor:
+        """``T[index]``, shape ``index.shape + (width,)``."""
+        raise NotImplementedError
+
+    def log_rows(self, index: Tensor) -> Tensor:
+        """``log T[index]``; only meaningful for non-negative tables."""
+        return torch.log(self.rows(index))
+
+    # --- reductions with defaults --------------------------------------------------------------
+    def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[Tensor]:
+        """The table in consecutive blocks of at most ``chunk_size`` rows."""
+        device = self.device
+        for start in range(0, self.num_values, chunk_size):
+            stop = min(start + chunk_size, self.num_values)
+            yield self.rows(torch.arange(start, stop, device=device))
+
+    def full(self) -> Tensor:
+        """The whole table (materialised)."""
+        return torch.cat(list(self.chunks()), dim=0)
+
+    def abs_max(self) -> Tensor:
+        """``max |T|`` (detached, at least the smallest positive float)."""
+        with torch.no_grad():
+            m = max(c.abs().amax() for c in self.chunks())
+        return m.clamp_min(torch.finfo(m.dtype).tiny)
+
+    def gram(self, other: Table | None = None) -> Scaled:
+        """``Σ_x T[x]ᵀ T'[x]`` of shape ``(1, K, K')`` with ``T' = other`` (default: ``self``)."""
+        other = self if other is None else other
+        ma, mb = self.abs_max(), other.abs_max()
+        total = None
+        for a, b in zip(self.chunks(), other.chunks(), strict=True):
+            part = (a / ma).T @ (b / mb)
+            total = part if total is None else total + part
+        log_scale = (torch.log(ma) + torch.log(mb)).reshape(1)
+        return Scaled(total.unsqueeze(0), log_scale).normalised()
+
+    def column_sum(self) -> Scaled:
+        """``Σ_x T[x]`` of shape ``(1, K)``."""
+        m = self.abs_max()
+        total = sum(c.sum(dim=0) / m for c in self.chunks())
+        return Scaled(total.unsqueeze(0), torch.log(m).reshape(1)).normalised()
+
+    def log_column_sum(self) -> Tensor:
+        """``log Σ_x T[x]`` of shape ``(1, K)`` for non-negative tables, in log space."""
+        parts = [torch.logsumexp(self._log_chunk(i), dim=0) for i in self._chunk_ranges()]
+        return torch.logsumexp(torch.stack(parts), dim=0).unsqueeze(0)
+
+    def contract(self, coef: Scaled) -> Scaled:
+        """``coef @ Tᵀ``: shape ``(B, V)``, one scale per row shared by all values."""
+        m = self.abs_max()
+        value = torch.cat([coef.value @ (c / m).T for c in self.chunks()], dim=1)
+        return Scaled(value, coef.log_scale + torch.log(m))
+
+    def log_contract(self, log_coef: Tensor) -> Tensor:
+        """``log (exp(log_coef) @ Tᵀ)`` of shape ``(B, V)`` for non-negative tables."""
+        top = _finite_max(log_coef, dim=1)
+        coef = torch.exp(log_coef - top)
+        out = []
+        for idx in self._chunk_ranges():
+            log_t = self._log_chunk(idx)
+            t_top = _finite_max(log_t, dim=None)
+            out.append(torch.log(coef @ torch.exp(log_t - t_top).T) + t_top)
+        return torch.cat(out, dim=1) + top
+
+    # --- helpers -------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        for t in list(self.parameters()) + list(self.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for t in list(self.parameters()) + list(self.buffers()):
+            return t.dtype
+        return torch.get_default_dtype()
+
+    def _chunk_ranges(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[Tensor]:
+        for start in range(0, self.num_values, chunk_size):
+            stop = min(start + chunk_size, self.num_values)
+            yield torch.arange(start, stop, device=self.device)
+
+    def _log_chunk(self, index: Tensor) -> Tensor:
+        return self.log_rows(index)
+
+    def extra_repr(self) -> str:
+        return f"num_values={self.num_values}, width={self.width}"
+
+
+def _finite_max(x: Tensor, dim: int | None) -> Tensor:
+    """Max over ``dim`` (all if None), detached, with -inf rows mapped to 0 so shifts stay finite."""
+    x = x.detach()
+    m = x.amax() if dim is None else x.amax(dim=dim, keepdim=True)
+    return torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+
+
+class FreeTable(Table):
+    """An unrestricted learned table ``T = θ``, initialised ``N(0, init_std²)``."""
+
+    def __init__(self, num_values: int, width: int, init_std: float = 1.0) -> None:
+        super().__init__(num_values, width)
+        self.weight = nn.Parameter(torch.randn(num_values, width) * init_std)
+
+    def rows(self, index: Tensor) -> Tensor:
+        return self.weight[index]
+
+    def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[Tensor]:
+        yield from torch.split(self.weight, chunk_size)
+
+    def abs_max(self) -> Tensor:
+        return self.weight.detach().abs().amax().clamp_min(torch.finfo(self.weight.dtype).tiny)
+
+
+class PositiveTable(Table):
+    """A non-negative learned table ``T = exp(θ)``, kept in log space (``log_rows`` is ``θ``)."""
+
+    nonnegative = True
+
+    def __init__(self, num_values: int, width: int, init_mean: float = 0.0, init_std: float = 0.1):
+        super().__init__(num_values, width)
+        self.log_weight = nn.Parameter(init_mean + torch.randn(num_values, width) * init_std)
+
+    def rows(self, index: Tensor) -> Tensor:
+        return torch.exp(self.log_weight[index])
+
+    def log_rows(self, index: Tensor) -> Tensor:
+        return self.log_weight[index]
+
+    def abs_max(self) -> Tensor:
+        return torch.exp(self.log_weight.detach().amax())
+
+    def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[Tensor]:
+        for block in torch.split(self.log_weight, chunk_size):
+            yield torch.exp(block)
+
+    def _log_chunk(self, index: Tensor) -> Tensor:
+        return self.log_weight[index]
+
+
+class ConstantTable(Table):
+    """A fixed table (a buffer): constants, 0/1 indicators, or the rows of a conditioned layer."""
+
+    def __init__(self, values: Tensor) -> None:
+        values = torch.as_tensor(values)
+        if values.ndim != 2:
+            raise ValueError(f"a constant table must be 2-D (values x units), got shape {tuple(values.shape)}")
+        super().__init__(values.shape[0], values.shape[1])
+        self.register_buffer("values", values.clone())
+        self.nonnegative = bool((values >= 0).all())
+
+    def rows(self, index: Tensor) -> Tensor:
+        return self.values[index]
+
+    def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[Tensor]:
+        yield from torch.split(self.values, chunk_size)
+
+
+class IndicatorTable(ConstantTable):
+    """A 0/1 table: ``T[x, k] = 1`` iff value ``x`` is allowed by unit ``k`` (constraint circuits)."""
+
+    def __init__(self, mask: Tensor) -> None:
+        super().__init__(torch.as_tensor(mask).to(torch.get_default_dtype()))
+        if not bool(((self.values == 0) | (self.values == 1)).all()):
+            raise ValueError("an indicator table holds only 0 and 1")
+
+
+class ColumnView(Table):
+    """``T[x] = base[x][columns]``: several layers reading one parameter table.
+
+    ComplEx reads ``[Re; Im]`` in four arrangements; a view costs nothing to store, and its Gram
+    matrix and contractions are gathered from / folded into the base table's, so the work is done
+    at the base width (``Gram`` once per base table, ``contract`` at ``K_base``).
+    """
+
+    def __init__(self, base: Table, columns: Tensor | list[int]) -> None:
+        columns = torch.as_tensor(columns, dtype=torch.long)
+        if columns.numel() and (columns.min() < 0 or columns.max() >= base.width):
+            raise ValueError(f"column view indices must lie in [0, {base.width})")
+        super().__init__(base.num_values, len(columns))
+        self.base = base
+        self.register_buffer("columns", columns)
+        self.nonnegative = base.nonnegative
+
+    def rows(self, index: Tensor) -> Tensor:
+        return self.base.rows(index)[..., self.columns]
+
+    def log_rows(self, index: Tensor) -> Tensor:
+        return self.base.log_rows(index)[..., self.columns]
+
+    def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[Tensor]:
+        for c in self.base.chunks(chunk_size):
+            yield c[:, self.columns]
+
+    def abs_max(self) -> Tensor:
+        return self.base.abs_max()
+
+    def gram(self, other: Table | None = None) -> Scaled:
+        other = self if other is None else other
+        base_b, cols_b = view_of(other)
+        if base_b is not self.base:
+            return super().gram(other)
+        g = self.base.gram()
+        return g.map(lambda v: v[:, self.columns][:, :, cols_b])
+
+    def column_sum(self) -> Scaled:
+        return self.base.column_sum().map(lambda v: v[:, self.columns])
+
+    def log_column_sum(self) -> Tensor:
+        return self.base.log_column_sum()[:, self.columns]
+
+    def contract(self, coef: Scaled) -> Scaled:
+        folded = coef.value.new_zeros(coef.value.shape[0], self.base.width)
+        folded = folded.index_add(1, self.columns, coef.value)
+        return self.base.contract(Scaled(folded, coef.log_scale))
+
+
+def view_of(table: Table) -> tuple[Table, Tensor]:
+    """``(base, columns)`` such that ``table == base[:, columns]``."""
+    if isinstance(table, ColumnView):
+        return table.base, table.columns
+    return table, torch.arange(table.width, device=table.device)
+
+
+class FeatureTable(Table):
+    """``T[x] = [base[x, c_1]^{p_1}, ..., base[x, c_K]^{p_K}]`` with powers ``p ∈ {0, 1, 2}``.
+
+    The polynomial features that write TransE's ``-||s + r - o||²`` as a circuit.
+    """
+
+    def __init__(self, base: Table, columns: list[int], powers: list[int]) -> None:
+        if len(columns) != len(powers) or any(p not in (0, 1, 2) for p in powers):
+            raise ValueError("FeatureTable needs one power in {0, 1, 2} per column")
+        super().__init__(base.num_values, len(columns))
+        self.base = base
+        self.register_buffer("columns", torch.as_tensor(columns, dtype=torch.long))
+        self.register_buffer("powers", torch.as_tensor(powers, dtype=torch.long))
+
+    def rows(self, index: Tensor) -> Tensor:
+        x = self.base.rows(index)[..., self.columns]
+        return torch.where(self.powers == 0, torch.ones_like(x), torch.where(self.powers == 1, x, x * x))
+
+    def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[Tensor]:
+        for c in self.base.chunks(chunk_size):
+            x = c[:, self.columns]
+            yield torch.where(self.powers == 0, torch.ones_like(x), torch.where(self.powers == 1, x, x * x))
+
+
+class KroneckerRowTable(Table):
+    """``T[x] = A[x] ⊗ B[x]`` (row-wise Kronecker product of two tables over the same variable).
+
+    The input layer of a product circuit ``multiply(c1, c2)``; its width is ``K_A K_B``.
+    """
+
+    def __init__(self, left: Table, right: Table) -> None:
+        if left.num_values != right.num_values:
+            raise ValueError(
+                f"row-wise Kronecker needs tables over the same domain, got {left.num_values} "
+                f"and {right.num_values} values"
+            )
+        super().__init__(left.num_values, left.width * right.width)
+        self.left, self.right = left, right
+        self.nonnegative = left.nonnegative and right.nonnegative
+
+    def rows(self, index: Tensor) -> Tensor:
+        a, b = self.left.rows(index), self.right.rows(index)
+        return (a.unsqueeze(-1) * b.unsqueeze(-2)).flatten(-2)
+
+    def log_rows(self, index: Tensor) -> Tensor:
+        a, b = self.left.log_rows(index), self.right.log_rows(index)
+        return (a.unsqueeze(-1) + b.unsqueeze(-2)).flatten(-2)
+
+
+class SummedTable(Table):
+    """One row, ``Σ_x base[x]``: the table of an input layer whose variable was integrated out."""
+
+    def __init__(self, base: Table) -> None:
+        super().__init__(1, base.width)
+        self.base = base
+        self.nonnegative = base.nonnegative
+
+    def rows(self, index: Tensor) -> Tensor:
+        return self.base.column_sum().dense()[0].expand(index.shape + (self.width,))
+
+
+class RowTable(Table):
+    """One row, ``base[value]``: the table of an input layer whose variable was observed."""
+
+    def __init__(self, base: Table, value: int) -> None:
+        if not 0 <= value < base.num_values:
+            raise ValueError(f"value {value} outside the domain [0, {base.num_values})")
+        super().__init__(1, base.width)
+        self.base, self.value = base, int(value)
+        self.nonnegative = base.nonnegative
+
+    def rows(self, index: Tensor) -> Tensor:
+        row = self.base.rows(torch.tensor([self.value], device=self.base.device))[0]
+        return row.expand(index.shape + (self.width,))

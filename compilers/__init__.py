@@ -1,0 +1,28 @@
+"""Model front ends: KGE score functions compiled to the circuit IR (``circuitkg.compilers``).
+
+Each model holds its parameter tables and builds one circuit over the variables ``(s, r, o)``. Forms:
+``score`` (the published KGE), ``monotone`` (non-negative parameters, ``p = φ / Z``) and ``squared``
+(``p = φ² / Z``). A new model is a subclass of :class:`KGEModel` implementing ``build_circuit``;
+register it in :data:`MODELS` to reach it from the CLI by name.
+"""
+
+from circuitkg.compilers.base import KGEModel, cp_circuit
+from circuitkg.compilers.complex import ComplEx
+from circuitkg.compilers.cp import CP, DistMult
+from circuitkg.compilers.registry import MODELS, create_model
+from circuitkg.compilers.rescal import RESCAL
+from circuitkg.compilers.transe import TransE
+from circuitkg.compilers.tucker import TuckER
+
+__all__ = [
+    "CP",
+    "MODELS",
+    "RESCAL",
+    "ComplEx",
+    "DistMult",
+    "KGEModel",
+    "TransE",
+    "TuckER",
+    "cp_circuit",
+    "create_model",
+]

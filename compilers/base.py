@@ -1,0 +1,95 @@
+"""The base class of KGE front ends and the CP-shaped circuit most of them share."""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from circuitkg.errors import FormError
+from circuitkg.ir import Circuit, InputLayer, ProductLayer, SumLayer
+from circuitkg.params import FixedWeight, FreeTable, PositiveTable, Table, Weight
+
+KG_VARIABLES = ["s", "r", "o"]
+
+
+class KGEModel(nn.Module):
+    """A KGE model over ``num_entities`` entities and ``num_relations`` relations, in one ``form``.
+
+    Subclasses create their tables in ``__init__`` (so they are submodules) and return the circuit
+    from :meth:`build_circuit`. ``init_std`` overrides the default initialisation:
+
+    * ``score``: ``N(0, 1e-3²)`` (small, as in Lacroix et al. 2018 for 1-vs-all training);
+    * ``squared``: ``N(0, σ²)`` with ``σ`` chosen so that ``φ`` has unit variance at init
+      (``σ = K^{-1/6}`` for CP-shaped models), which keeps ``φ²`` and its gradients O(1);
+    * ``monotone``: ``exp`` of ``N(μ, 0.1²)`` with ``μ = -log(K)/3``, so ``φ ≈ 1`` at init.
+    """
+
+    forms: tuple[str, ...] = ("score", "monotone", "squared")
+    name: str = "kge"
+
+    def __init__(self, num_entities: int, num_relations: int, rank: int, form: str = "squared",
+                 init_std: float | None = None) -> None:
+        super().__init__()
+        if form not in self.forms:
+            raise FormError(
+                f"{type(self).__name__} has no {form!r} form; it has {list(self.forms)}"
+                + (f" ({self.form_note})" if getattr(self, "form_note", "") else "")
+            )
+        if num_entities < 1 or num_relations < 1 or rank < 1:
+            raise ValueError("num_entities, num_relations and rank must be positive")
+        self.num_entities, self.num_relations, self.rank = int(num_entities), int(num_relations), int(rank)
+        self.form = form
+        self.init_std = init_std
+        self._circuit: Circuit | None = None
+
+    def build_circuit(self) -> Circuit:
+        raise NotImplementedError
+
+    def circuit(self) -> Circuit:
+        """The model's circuit (built once; it references this module's parameters)."""
+        if self._circuit is None:
+            self._circuit = self.build_circuit()
+        return self._circuit
+
+    def compile(self, **kwargs):
+        """Shorthand for :func:`circuitkg.compile` on this model."""
+        from circuitkg.compile import compile as compile_
+
+        return compile_(self, **kwargs)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # --- initialisation helpers ----------------------------------------------------------------
+    def table(self, num_values: int, width: int, product_order: int = 3, effective_width: int | None = None) -> Table:
+        """A table for this form: free (score, squared) or ``exp`` of a log-table (monotone).
+
+        ``product_order`` is how many tables multiply in one score term and ``effective_width`` the
+        number of terms summed, which set the default scale.
+        """
+        k = effective_width or width
+        if self.form == "monotone":
+            return PositiveTable(num_values, width, init_mean=-math.log(k) / product_order, init_std=0.1)
+        if self.init_std is not None:
+            std = self.init_std
+        elif self.form == "score":
+            std = 1e-3
+        else:
+            std = k ** (-1.0 / (2 * product_order))
+        return FreeTable(num_values, width, init_std=std)
+
+    def extra_repr(self) -> str:
+        return (f"num_entities={self.num_entities}, num_relations={self.num_relations}, "
+                f"rank={self.rank}, form={self.form!r}")
+
+
+def cp_circuit(s: Table, r: Table, o: Table, weight: Weight | None = None, name: str = "cp") -> Circuit:
+    """``φ(s, r, o) = W (S[s] ⊙ R[r] ⊙ O[o])``: three inputs, one Hadamard layer, one sum layer."""
+    product = ProductLayer(
+        [InputLayer("s", s, name=f"{name}.S"), InputLayer("r", r, name=f"{name}.R"), InputLayer("o", o, name=f"{name}.O")],
+        "hadamard",
+        name=f"{name}.product",
+    )
+    weight = FixedWeight.ones(product.width) if weight is None else weight
+    return Circuit(SumLayer([product], weight, name=f"{name}.sum"), KG_VARIABLES)
