@@ -22,4 +22,6 @@ def compile(model_or_circuit, form: str | None = None, batch_chunk: int = 1024) 
                 "(forms differ in their parameterisation)"
             )
         return CompiledCircuit(model_or_circuit.circuit(), model_form, batch_chunk)
-    raise TypeError(f"compile expects a KGE model or a circuitkg.ir.Circuit, got {type(model_or_circuit).__name__}")
+    raise TypeError(
+        f"compile expects a KGE model or a circuitkg.ir.Circuit, got {type(model_or_circuit).__name__}"
+    )

@@ -59,9 +59,7 @@ class Scaled:
         """Broadcast a one-row scaled tensor to ``n`` rows."""
         if self.value.shape[0] == n:
             return self
-        return Scaled(
-            self.value.expand((n,) + self.value.shape[1:]), self.log_scale.expand(n)
-        )
+        return Scaled(self.value.expand((n,) + self.value.shape[1:]), self.log_scale.expand(n))
 
 
 def scaled_product(factors: list[Scaled], equation: str) -> Scaled:

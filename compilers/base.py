@@ -28,8 +28,14 @@ class KGEModel(nn.Module):
     forms: tuple[str, ...] = ("score", "monotone", "squared")
     name: str = "kge"
 
-    def __init__(self, num_entities: int, num_relations: int, rank: int, form: str = "squared",
-                 init_std: float | None = None) -> None:
+    def __init__(
+        self,
+        num_entities: int,
+        num_relations: int,
+        rank: int,
+        form: str = "squared",
+        init_std: float | None = None,
+    ) -> None:
         super().__init__()
         if form not in self.forms:
             raise FormError(
@@ -38,7 +44,11 @@ class KGEModel(nn.Module):
             )
         if num_entities < 1 or num_relations < 1 or rank < 1:
             raise ValueError("num_entities, num_relations and rank must be positive")
-        self.num_entities, self.num_relations, self.rank = int(num_entities), int(num_relations), int(rank)
+        self.num_entities, self.num_relations, self.rank = (
+            int(num_entities),
+            int(num_relations),
+            int(rank),
+        )
         self.form = form
         self.init_std = init_std
         self._circuit: Circuit | None = None
@@ -49,7 +59,13 @@ class KGEModel(nn.Module):
     def circuit(self) -> Circuit:
         """The model's circuit (built once; it references this module's parameters)."""
         if self._circuit is None:
-            self._circuit = self.build_circuit()
+            circuit = self.build_circuit()
+            reference = next(self.parameters())
+            # fixed weights and views are created here: register them so .to()/.double() reach them
+            self.circuit_modules = circuit.modules().to(
+                device=reference.device, dtype=reference.dtype
+            )
+            self._circuit = circuit
         return self._circuit
 
     def compile(self, **kwargs):
@@ -62,7 +78,13 @@ class KGEModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # --- initialisation helpers ----------------------------------------------------------------
-    def table(self, num_values: int, width: int, product_order: int = 3, effective_width: int | None = None) -> Table:
+    def table(
+        self,
+        num_values: int,
+        width: int,
+        product_order: int = 3,
+        effective_width: int | None = None,
+    ) -> Table:
         """A table for this form: free (score, squared) or ``exp`` of a log-table (monotone).
 
         ``product_order`` is how many tables multiply in one score term and ``effective_width`` the
@@ -70,7 +92,9 @@ class KGEModel(nn.Module):
         """
         k = effective_width or width
         if self.form == "monotone":
-            return PositiveTable(num_values, width, init_mean=-math.log(k) / product_order, init_std=0.1)
+            return PositiveTable(
+                num_values, width, init_mean=-math.log(k) / product_order, init_std=0.1
+            )
         if self.init_std is not None:
             std = self.init_std
         elif self.form == "score":
@@ -80,14 +104,22 @@ class KGEModel(nn.Module):
         return FreeTable(num_values, width, init_std=std)
 
     def extra_repr(self) -> str:
-        return (f"num_entities={self.num_entities}, num_relations={self.num_relations}, "
-                f"rank={self.rank}, form={self.form!r}")
+        return (
+            f"num_entities={self.num_entities}, num_relations={self.num_relations}, "
+            f"rank={self.rank}, form={self.form!r}"
+        )
 
 
-def cp_circuit(s: Table, r: Table, o: Table, weight: Weight | None = None, name: str = "cp") -> Circuit:
+def cp_circuit(
+    s: Table, r: Table, o: Table, weight: Weight | None = None, name: str = "cp"
+) -> Circuit:
     """``φ(s, r, o) = W (S[s] ⊙ R[r] ⊙ O[o])``: three inputs, one Hadamard layer, one sum layer."""
     product = ProductLayer(
-        [InputLayer("s", s, name=f"{name}.S"), InputLayer("r", r, name=f"{name}.R"), InputLayer("o", o, name=f"{name}.O")],
+        [
+            InputLayer("s", s, name=f"{name}.S"),
+            InputLayer("r", r, name=f"{name}.R"),
+            InputLayer("o", o, name=f"{name}.O"),
+        ],
         "hadamard",
         name=f"{name}.product",
     )

@@ -21,9 +21,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from circuitkg.compilers.base import KGEModel, cp_circuit
 from torch import Tensor, nn
 
-from circuitkg.compilers.base import KGEModel, cp_circuit
 from circuitkg.ir import Circuit
 from circuitkg.params import ColumnView, FixedWeight, Table
 
@@ -62,8 +62,14 @@ class ComplEx(KGEModel):
 
     name = "complex"
 
-    def __init__(self, num_entities: int, num_relations: int, rank: int, form: str = "squared",
-                 init_std: float | None = None) -> None:
+    def __init__(
+        self,
+        num_entities: int,
+        num_relations: int,
+        rank: int,
+        form: str = "squared",
+        init_std: float | None = None,
+    ) -> None:
         super().__init__(num_entities, num_relations, rank, form, init_std)
         if form == "monotone":
             mean = -math.log(4 * rank) / 3
@@ -76,7 +82,10 @@ class ComplEx(KGEModel):
     def build_circuit(self) -> Circuit:
         layout = _MONOTONE_LAYOUT if self.form == "monotone" else _SIGNED_LAYOUT
         k = self.rank
-        views = {v: ColumnView(self.entity if v != "r" else self.relation, _layout(b, k)) for v, b in layout.items()}
+        views = {
+            v: ColumnView(self.entity if v != "r" else self.relation, _layout(b, k))
+            for v, b in layout.items()
+        }
         if self.form == "monotone":
             weight = FixedWeight.ones(4 * k)
         else:

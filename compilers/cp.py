@@ -8,6 +8,7 @@ Costs: score ``O(BK)``; squared ``log Z = log 1ᵀ(G_S ⊙ G_R ⊙ G_O)1``, ``O(
 from __future__ import annotations
 
 from circuitkg.compilers.base import KGEModel, cp_circuit
+
 from circuitkg.ir import Circuit
 
 
@@ -16,8 +17,14 @@ class CP(KGEModel):
 
     name = "cp"
 
-    def __init__(self, num_entities: int, num_relations: int, rank: int, form: str = "squared",
-                 init_std: float | None = None) -> None:
+    def __init__(
+        self,
+        num_entities: int,
+        num_relations: int,
+        rank: int,
+        form: str = "squared",
+        init_std: float | None = None,
+    ) -> None:
         super().__init__(num_entities, num_relations, rank, form, init_std)
         self.subject = self.table(num_entities, rank)
         self.relation = self.table(num_relations, rank)
@@ -32,8 +39,14 @@ class DistMult(KGEModel):
 
     name = "distmult"
 
-    def __init__(self, num_entities: int, num_relations: int, rank: int, form: str = "squared",
-                 init_std: float | None = None) -> None:
+    def __init__(
+        self,
+        num_entities: int,
+        num_relations: int,
+        rank: int,
+        form: str = "squared",
+        init_std: float | None = None,
+    ) -> None:
         super().__init__(num_entities, num_relations, rank, form, init_std)
         self.entity = self.table(num_entities, rank)
         self.relation = self.table(num_relations, rank)

@@ -19,8 +19,9 @@ MODELS: dict[str, type[KGEModel]] = {
 }
 
 
-def create_model(name: str, num_entities: int, num_relations: int, rank: int, form: str = "squared",
-                 **kwargs) -> KGEModel:
+def create_model(
+    name: str, num_entities: int, num_relations: int, rank: int, form: str = "squared", **kwargs
+) -> KGEModel:
     """Instantiate a registered model by (case-insensitive) name."""
     key = name.lower().replace("_", "-")
     if key not in MODELS:

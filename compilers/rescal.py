@@ -8,6 +8,7 @@ the ``K²``-wide layers: ``O(mK⁴ + nK²)`` time; keep ``K`` moderate (≤ 64) 
 from __future__ import annotations
 
 from circuitkg.compilers.base import KG_VARIABLES, KGEModel
+
 from circuitkg.ir import Circuit, InputLayer, ProductLayer, SumLayer
 from circuitkg.params import FixedWeight
 
@@ -17,17 +18,32 @@ class RESCAL(KGEModel):
 
     name = "rescal"
 
-    def __init__(self, num_entities: int, num_relations: int, rank: int, form: str = "squared",
-                 init_std: float | None = None) -> None:
+    def __init__(
+        self,
+        num_entities: int,
+        num_relations: int,
+        rank: int,
+        form: str = "squared",
+        init_std: float | None = None,
+    ) -> None:
         super().__init__(num_entities, num_relations, rank, form, init_std)
         self.entity = self.table(num_entities, rank, effective_width=rank * rank)
         self.relation = self.table(num_relations, rank * rank, effective_width=rank * rank)
 
     def build_circuit(self) -> Circuit:
         pair = ProductLayer(
-            [InputLayer("s", self.entity, name="rescal.S"), InputLayer("o", self.entity, name="rescal.O")],
+            [
+                InputLayer("s", self.entity, name="rescal.S"),
+                InputLayer("o", self.entity, name="rescal.O"),
+            ],
             "kronecker",
             name="rescal.SO",
         )
-        product = ProductLayer([pair, InputLayer("r", self.relation, name="rescal.R")], "hadamard", name="rescal.product")
-        return Circuit(SumLayer([product], FixedWeight.ones(product.width), name="rescal.sum"), KG_VARIABLES)
+        product = ProductLayer(
+            [pair, InputLayer("r", self.relation, name="rescal.R")],
+            "hadamard",
+            name="rescal.product",
+        )
+        return Circuit(
+            SumLayer([product], FixedWeight.ones(product.width), name="rescal.sum"), KG_VARIABLES
+        )

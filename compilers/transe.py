@@ -13,8 +13,8 @@ Only the ``score`` form exists: the score is a negative distance, so it is not n
 from __future__ import annotations
 
 import torch
-
 from circuitkg.compilers.base import KGEModel, cp_circuit
+
 from circuitkg.ir import Circuit
 from circuitkg.params import FeatureTable, FixedWeight, FreeTable
 
@@ -28,10 +28,18 @@ class TransE(KGEModel):
 
     name = "transe"
     forms = ("score",)
-    form_note = "its score is a negative distance: not non-negative, and its square rewards distant triples"
+    form_note = (
+        "its score is a negative distance: not non-negative, and its square rewards distant triples"
+    )
 
-    def __init__(self, num_entities: int, num_relations: int, rank: int, form: str = "score",
-                 init_std: float | None = None) -> None:
+    def __init__(
+        self,
+        num_entities: int,
+        num_relations: int,
+        rank: int,
+        form: str = "score",
+        init_std: float | None = None,
+    ) -> None:
         super().__init__(num_entities, num_relations, rank, form, init_std)
         std = init_std if init_std is not None else rank**-0.5
         self.entity = FreeTable(num_entities, rank, init_std=std)
@@ -46,5 +54,10 @@ class TransE(KGEModel):
             return FeatureTable(table, columns, powers)
 
         weight = FixedWeight(torch.tensor(_COEFFICIENTS).repeat_interleave(k).unsqueeze(0))
-        return cp_circuit(features(self.entity, 0), features(self.relation, 1), features(self.entity, 2), weight,
-                          name=self.name)
+        return cp_circuit(
+            features(self.entity, 0),
+            features(self.relation, 1),
+            features(self.entity, 2),
+            weight,
+            name=self.name,
+        )

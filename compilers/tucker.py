@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from circuitkg.compilers.base import KG_VARIABLES, KGEModel
+
 from circuitkg.ir import Circuit, InputLayer, ProductLayer, SumLayer
 from circuitkg.params import FreeWeight, PositiveWeight
 
@@ -21,18 +22,31 @@ class TuckER(KGEModel):
 
     name = "tucker"
 
-    def __init__(self, num_entities: int, num_relations: int, rank: int, form: str = "squared",
-                 init_std: float | None = None, relation_rank: int | None = None) -> None:
+    def __init__(
+        self,
+        num_entities: int,
+        num_relations: int,
+        rank: int,
+        form: str = "squared",
+        init_std: float | None = None,
+        relation_rank: int | None = None,
+    ) -> None:
         super().__init__(num_entities, num_relations, rank, form, init_std)
         self.relation_rank = int(relation_rank or rank)
         core_width = rank * self.relation_rank * rank
         self.entity = self.table(num_entities, rank, product_order=4, effective_width=core_width)
-        self.relation = self.table(num_relations, self.relation_rank, product_order=4, effective_width=core_width)
+        self.relation = self.table(
+            num_relations, self.relation_rank, product_order=4, effective_width=core_width
+        )
         if form == "monotone":
             self.core = PositiveWeight(1, core_width, init_std=0.1)
             self.core.log_weight.data -= math.log(core_width) / 4
         else:
-            std = self.init_std if self.init_std is not None else (1e-1 if form == "score" else core_width ** -0.125)
+            std = (
+                self.init_std
+                if self.init_std is not None
+                else (1e-1 if form == "score" else core_width**-0.125)
+            )
             self.core = FreeWeight(1, core_width, init_std=std)
 
     def build_circuit(self) -> Circuit:

@@ -60,7 +60,9 @@ class CompiledCircuit(nn.Module):
         if form == "squared":
             circuit.require("structured-decomposable", operation="the squared form")
         if circuit.output.width != 1:
-            raise FormError(f"the output layer {circuit.output.name!r} has width {circuit.output.width}; a circuit needs one output unit")
+            raise FormError(
+                f"the output layer {circuit.output.name!r} has width {circuit.output.width}; a circuit needs one output unit"
+            )
         self.circuit = circuit
         self.form = form
         self.batch_chunk = int(batch_chunk)
@@ -148,7 +150,9 @@ class CompiledCircuit(nn.Module):
             out.append(self._target_values(target, chunk, n))
         return torch.cat(out, dim=0)
 
-    def log_conditional_of(self, target: str, value: EvidenceValue, **given: EvidenceValue) -> Tensor:
+    def log_conditional_of(
+        self, target: str, value: EvidenceValue, **given: EvidenceValue
+    ) -> Tensor:
         """``log p(target = value | given)`` for the observed value only, shape ``(B,)``.
 
         The pseudo-log-likelihood term. Squared: ``2 log|φ| - log qᵀ G q`` with one Gram matrix of
@@ -186,7 +190,9 @@ class CompiledCircuit(nn.Module):
         return torch.cat(out).expand(batch)
 
     def _coefficients(self, target: str, evidence: Evidence, batch: int):
-        like = next(iter(self.circuit.tables())).rows(torch.zeros(1, dtype=torch.long, device=self.device))
+        like = next(iter(self.circuit.tables())).rows(
+            torch.zeros(1, dtype=torch.long, device=self.device)
+        )
         values = forward(self.plan, self.semiring, evidence, skip=target)
         return adjoint(self.plan, self.semiring, values, target, batch, like)
 
@@ -226,7 +232,10 @@ class CompiledCircuit(nn.Module):
         device = self.device
         rows = []
         for b in range(batch):
-            single = {v: (None if i is None else i[b : b + 1] if i.numel() > 1 else i) for v, i in evidence.items()}
+            single = {
+                v: (None if i is None else i[b : b + 1] if i.numel() > 1 else i)
+                for v, i in evidence.items()
+            }
             single[target] = torch.arange(size, device=device)
             expanded = {v: (None if i is None else i.expand(size)) for v, i in single.items()}
             rows.append(self._log_unnormalised(expanded))
@@ -251,7 +260,9 @@ class CompiledCircuit(nn.Module):
         evidence, _ = self._evidence({v: x[:, i] for i, v in enumerate(self.variables)})
         return evidence
 
-    def _evidence(self, given: dict[str, EvidenceValue], target: str | None = None) -> tuple[Evidence, int]:
+    def _evidence(
+        self, given: dict[str, EvidenceValue], target: str | None = None
+    ) -> tuple[Evidence, int]:
         unknown = set(given) - set(self.variables)
         if target is not None:
             if target not in self.variables:
@@ -259,7 +270,9 @@ class CompiledCircuit(nn.Module):
             if target in given:
                 raise EvidenceError(f"variable {target!r} is both the target and given")
         if unknown:
-            raise EvidenceError(f"unknown variables {sorted(unknown)}; the circuit has {self.variables}")
+            raise EvidenceError(
+                f"unknown variables {sorted(unknown)}; the circuit has {self.variables}"
+            )
         evidence: Evidence = {}
         for var in self.variables:
             if var not in given or given[var] is None:
@@ -268,12 +281,16 @@ class CompiledCircuit(nn.Module):
             idx = torch.as_tensor(given[var], device=self.device, dtype=torch.long).reshape(-1)
             if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.domains[var]):
                 bad = idx[(idx < 0) | (idx >= self.domains[var])][0].item()
-                raise EvidenceError(f"value {bad} of variable {var!r} is outside its domain [0, {self.domains[var]})")
+                raise EvidenceError(
+                    f"value {bad} of variable {var!r} is outside its domain [0, {self.domains[var]})"
+                )
             evidence[var] = idx
         batch = _batch_size(evidence)
         for var, idx in evidence.items():
             if idx is not None and idx.numel() not in (1, batch):
-                raise EvidenceError(f"variable {var!r} has {idx.numel()} values but the batch has {batch}")
+                raise EvidenceError(
+                    f"variable {var!r} has {idx.numel()} values but the batch has {batch}"
+                )
             if idx is not None:
                 evidence[var] = idx.expand(batch)
         return evidence, batch

@@ -97,8 +97,16 @@ class PairEvaluator:
         return scaled_product([ra, rb], "Ni,Nj->Nij")
 
     def _sum_pair(self, a: Layer, b: Layer) -> Scaled:
-        a_parts = list(zip(a.children, a.blocks(), strict=True)) if isinstance(a, SumLayer) else [(a, None)]
-        b_parts = list(zip(b.children, b.blocks(), strict=True)) if isinstance(b, SumLayer) else [(b, None)]
+        a_parts = (
+            list(zip(a.children, a.blocks(), strict=True))
+            if isinstance(a, SumLayer)
+            else [(a, None)]
+        )
+        b_parts = (
+            list(zip(b.children, b.blocks(), strict=True))
+            if isinstance(b, SumLayer)
+            else [(b, None)]
+        )
         wa = a.weight.matrix() if isinstance(a, SumLayer) else None
         wb = b.weight.matrix() if isinstance(b, SumLayer) else None
         terms = []
@@ -126,14 +134,13 @@ class PairEvaluator:
                 "differently: the circuit is not structured-decomposable"
             )
         b_perm = [by_scope[c.scope] for c in a.children]
-        factors = [self.materialise(self.pair(ca, b.children[j])) for ca, j in zip(a.children, b_perm, strict=True)]
+        factors = [
+            self.materialise(self.pair(ca, b.children[j]))
+            for ca, j in zip(a.children, b_perm, strict=True)
+        ]
         a_widths = [c.width for c in a.children]
         b_widths = [c.width for c in b.children]
-        if (
-            a.kind == b.kind == "kronecker"
-            and self.plan.is_lazy(a)
-            and self.plan.is_lazy(b)
-        ):
+        if a.kind == b.kind == "kronecker" and self.plan.is_lazy(a) and self.plan.is_lazy(b):
             return LazyPair(factors, b_perm, a_widths, b_widths)
         d = len(factors)
         a_letters = ["i"] * d if a.kind == "hadamard" else list(_A[:d])
@@ -141,7 +148,10 @@ class PairEvaluator:
         b_letters = [b_own[b_perm[c]] for c in range(d)]
         out_a = "".join(dict.fromkeys(a_letters))
         out_b = "".join(dict.fromkeys(b_own))
-        eq = ",".join(f"N{x}{y}" for x, y in zip(a_letters, b_letters, strict=True)) + f"->N{out_a}{out_b}"
+        eq = (
+            ",".join(f"N{x}{y}" for x, y in zip(a_letters, b_letters, strict=True))
+            + f"->N{out_a}{out_b}"
+        )
         value = scaled_product(factors, eq)
         return value.map(lambda v: v.reshape(v.shape[0], a.width, b.width))
 

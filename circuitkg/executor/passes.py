@@ -97,7 +97,9 @@ def forward(plan: Plan, semiring, evidence: Evidence, skip: str | None = None) -
     return values
 
 
-def adjoint(plan: Plan, semiring, values: dict[int, object], target: str, batch: int, like: Tensor) -> list[tuple[InputLayer, object]]:
+def adjoint(
+    plan: Plan, semiring, values: dict[int, object], target: str, batch: int, like: Tensor
+) -> list[tuple[InputLayer, object]]:
     """``(input layer over target, q_l)`` pairs: ``φ = Σ_l q_l · T_l[x_target]`` for each batch row."""
     pending: dict[int, list] = {id(plan.circuit.output): [semiring.ones(batch, like)]}
 
@@ -119,8 +121,13 @@ def adjoint(plan: Plan, semiring, values: dict[int, object], target: str, batch:
             for child, block in zip(layer.children, layer.blocks(), strict=True):
                 if plan.is_lazy(child):
                     pos = _position_of(child, target)
-                    factors = [None if i == pos else values[id(c)] for i, c in enumerate(child.children)]
-                    push(child.children[pos], semiring.contract(_kron_shape(w, block, child), adj, factors))
+                    factors = [
+                        None if i == pos else values[id(c)] for i, c in enumerate(child.children)
+                    ]
+                    push(
+                        child.children[pos],
+                        semiring.contract(_kron_shape(w, block, child), adj, factors),
+                    )
                 else:
                     push(child, semiring.contract(w[:, block], adj, [None]))
         else:
@@ -129,7 +136,9 @@ def adjoint(plan: Plan, semiring, values: dict[int, object], target: str, batch:
             if layer.kind == "hadamard":
                 push(layer.children[pos], semiring.hadamard([adj, *others]))
             else:
-                factors = [None if i == pos else values[id(c)] for i, c in enumerate(layer.children)]
+                factors = [
+                    None if i == pos else values[id(c)] for i, c in enumerate(layer.children)
+                ]
                 widths = [c.width for c in layer.children]
                 push(layer.children[pos], semiring.outer_adjoint(adj, factors, widths))
     return out

@@ -82,7 +82,9 @@ class LinearSemiring:
         shaped = adj.map(lambda v: v.reshape((v.shape[0], *widths)))
         target = letters[[i for i, f in enumerate(factors) if f is None][0]]
         operands = [shaped] + [f for f in factors if f is not None]
-        eq = f"N{letters}," + ",".join(f"N{a}" for a, f in zip(letters, factors, strict=True) if f is not None)
+        eq = f"N{letters}," + ",".join(
+            f"N{a}" for a, f in zip(letters, factors, strict=True) if f is not None
+        )
         return scaled_product(operands, eq.rstrip(",") + f"->N{target}")
 
     def linear(self, x: Scaled, w: Tensor) -> Scaled:
@@ -132,7 +134,9 @@ class LogSemiring:
 
     def contract(self, w: Tensor, head: Tensor | None, factors: list[Tensor | None]) -> Tensor:
         h = None if head is None else _to_scaled(head)
-        return _from_scaled(scaled_contract(w, h, [None if f is None else _to_scaled(f) for f in factors]))
+        return _from_scaled(
+            scaled_contract(w, h, [None if f is None else _to_scaled(f) for f in factors])
+        )
 
     def add(self, values: list[Tensor]) -> Tensor:
         if len(values) == 1:

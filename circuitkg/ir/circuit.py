@@ -64,7 +64,9 @@ class Circuit:
             variables = sorted(self.domains)
         missing = set(self.domains) - set(variables)
         if missing:
-            raise StructureError(f"variables {sorted(missing)} occur in the circuit but not in `variables`")
+            raise StructureError(
+                f"variables {sorted(missing)} occur in the circuit but not in `variables`"
+            )
         self.variables = list(variables)
         for v in self.variables:
             self.domains.setdefault(v, 1)
@@ -96,13 +98,19 @@ class Circuit:
         if prop == "smooth":
             for layer in self.layers:
                 if isinstance(layer, SumLayer) and len({c.scope for c in layer.children}) > 1:
-                    return f"sum layer {layer.name!r} has children with different scopes " + _scopes(layer)
+                    return (
+                        f"sum layer {layer.name!r} has children with different scopes "
+                        + _scopes(layer)
+                    )
         elif prop == "decomposable":
             for layer in self.layers:
                 if isinstance(layer, ProductLayer):
                     total = sum(len(c.scope) for c in layer.children)
                     if total != len(layer.scope):
-                        return f"product layer {layer.name!r} has children with overlapping scopes " + _scopes(layer)
+                        return (
+                            f"product layer {layer.name!r} has children with overlapping scopes "
+                            + _scopes(layer)
+                        )
         elif prop == "structured-decomposable":
             reason = self.violation("decomposable")
             if reason:
@@ -138,7 +146,9 @@ class Circuit:
 
     def __repr__(self) -> str:
         doms = ", ".join(f"{v}:{self.domains[v]}" for v in self.variables)
-        return f"Circuit(variables=[{doms}], layers={len(self.layers)}, output={self.output.name!r})"
+        return (
+            f"Circuit(variables=[{doms}], layers={len(self.layers)}, output={self.output.name!r})"
+        )
 
 
 def _unique(items) -> list:
@@ -151,7 +161,9 @@ def _unique(items) -> list:
 
 
 def _scopes(layer: Layer) -> str:
-    return "(" + "; ".join(f"{c.name}: {{{','.join(sorted(c.scope))}}}" for c in layer.children) + ")"
+    return (
+        "(" + "; ".join(f"{c.name}: {{{','.join(sorted(c.scope))}}}" for c in layer.children) + ")"
+    )
 
 
 def _partition(layer: ProductLayer) -> frozenset[frozenset[str]]:

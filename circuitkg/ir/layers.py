@@ -34,7 +34,9 @@ class Layer:
     def __init__(self, children: Sequence[Layer], width: int, name: str | None) -> None:
         self.children = tuple(children)
         self.width = int(width)
-        self.scope = frozenset().union(*(c.scope for c in self.children)) if self.children else frozenset()
+        self.scope = (
+            frozenset().union(*(c.scope for c in self.children)) if self.children else frozenset()
+        )
         self.name = name or f"{type(self).__name__.replace('Layer', '').lower()}{next(_ids)}"
 
     def __repr__(self) -> str:

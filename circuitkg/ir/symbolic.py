@@ -44,7 +44,9 @@ def multiply(c1: Circuit, c2: Circuit) -> Circuit:
     c1.require_compatible(c2, operation="multiply")
     for var in set(c1.domains) & set(c2.domains):
         if c1.domains[var] != c2.domains[var]:
-            raise StructureError(f"multiply: variable {var!r} has {c1.domains[var]} values in one circuit and {c2.domains[var]} in the other")
+            raise StructureError(
+                f"multiply: variable {var!r} has {c1.domains[var]} values in one circuit and {c2.domains[var]} in the other"
+            )
     memo: dict[tuple[int, int], Layer] = {}
 
     def pair(a: Layer, b: Layer) -> Layer:
@@ -75,9 +77,13 @@ def _pair(a: Layer, b: Layer, pair: Callable[[Layer, Layer], Layer]) -> Layer:
         )
         return SumLayer(children, weight, name=f"{a.name}*{b.name}")
     if a.scope != b.scope:
-        raise StructureError(f"multiply: layers {a.name!r} and {b.name!r} are paired but have different scopes")
+        raise StructureError(
+            f"multiply: layers {a.name!r} and {b.name!r} are paired but have different scopes"
+        )
     if isinstance(a, InputLayer) and isinstance(b, InputLayer):
-        return InputLayer(a.variable, KroneckerRowTable(a.table, b.table), name=f"{a.name}*{b.name}")
+        return InputLayer(
+            a.variable, KroneckerRowTable(a.table, b.table), name=f"{a.name}*{b.name}"
+        )
     if isinstance(a, ProductLayer) and isinstance(b, ProductLayer):
         return _pair_products(a, b, pair)
     raise StructureError(
@@ -86,11 +92,15 @@ def _pair(a: Layer, b: Layer, pair: Callable[[Layer, Layer], Layer]) -> Layer:
     )
 
 
-def _pair_products(a: ProductLayer, b: ProductLayer, pair: Callable[[Layer, Layer], Layer]) -> Layer:
+def _pair_products(
+    a: ProductLayer, b: ProductLayer, pair: Callable[[Layer, Layer], Layer]
+) -> Layer:
     by_scope = {}
     for c in b.children:
         if not c.scope or c.scope in by_scope:
-            raise StructureError(f"multiply: product layer {b.name!r} has children with empty or repeated scopes")
+            raise StructureError(
+                f"multiply: product layer {b.name!r} has children with empty or repeated scopes"
+            )
         by_scope[c.scope] = c
     if any(not c.scope for c in a.children):
         raise StructureError(f"multiply: product layer {a.name!r} has a child with empty scope")
@@ -102,11 +112,19 @@ def _pair_products(a: ProductLayer, b: ProductLayer, pair: Callable[[Layer, Laye
     # Units of the result are (unit of a, unit of b); the Kronecker product of the pairs has units
     # (a_1, b_1, a_2, b_2, ...). A fixed 0/1 sum layer selects and reorders them.
     kron = ProductLayer(children, "kronecker", name=name + "/kron")
-    select = _selection_matrix(a, b, matched)
+    select = _selection_matrix(a, b, matched).to(_dtype_below(a))
     return SumLayer([kron], FixedWeight(select), name=name)
 
 
-def _selection_matrix(a: ProductLayer, b: ProductLayer, matched: list[tuple[Layer, Layer]]) -> torch.Tensor:
+def _dtype_below(layer: Layer) -> torch.dtype:
+    while not isinstance(layer, InputLayer):
+        layer = layer.children[0]
+    return layer.table.dtype
+
+
+def _selection_matrix(
+    a: ProductLayer, b: ProductLayer, matched: list[tuple[Layer, Layer]]
+) -> torch.Tensor:
     """0/1 matrix mapping Kronecker units ``(a_1,b_1,a_2,b_2,...)`` to units ``(a, b)``."""
     pos_b = {id(cb): i for i, cb in enumerate(b.children)}
     a_units = _unit_indices(a)  # (K_a, d): per unit of a, the unit of each child (a's order)
@@ -116,7 +134,7 @@ def _selection_matrix(a: ProductLayer, b: ProductLayer, matched: list[tuple[Laye
     for i in range(len(widths) - 2, -1, -1):
         strides[i] = strides[i + 1] * widths[i + 1]
     cols = torch.zeros(a.width, b.width, dtype=torch.long)
-    for i, (ca, cb) in enumerate(matched):
+    for i, (_, cb) in enumerate(matched):
         j = pos_b[id(cb)]
         unit = a_units[:, i].unsqueeze(1) * cb.width + b_units[:, j].unsqueeze(0)
         cols += unit * strides[i]
@@ -145,9 +163,11 @@ def integrate(circuit: Circuit, variables: Iterable[str]) -> Circuit:
     circuit.require("smooth", "decomposable", operation="integrate")
     return _replace_inputs(
         circuit,
-        lambda layer: InputLayer(None, SummedTable(layer.table), name=f"∫{layer.name}")
-        if layer.variable in variables
-        else None,
+        lambda layer: (
+            InputLayer(None, SummedTable(layer.table), name=f"∫{layer.name}")
+            if layer.variable in variables
+            else None
+        ),
         [v for v in circuit.variables if v not in variables],
     )
 
@@ -157,12 +177,18 @@ def condition(circuit: Circuit, evidence: dict[str, int]) -> Circuit:
     _check_variables(circuit, set(evidence))
     for var, value in evidence.items():
         if not 0 <= int(value) < circuit.domains[var]:
-            raise EvidenceError(f"value {value} of variable {var!r} is outside [0, {circuit.domains[var]})")
+            raise EvidenceError(
+                f"value {value} of variable {var!r} is outside [0, {circuit.domains[var]})"
+            )
     return _replace_inputs(
         circuit,
-        lambda layer: InputLayer(None, RowTable(layer.table, int(evidence[layer.variable])), name=f"{layer.name}|")
-        if layer.variable in evidence
-        else None,
+        lambda layer: (
+            InputLayer(
+                None, RowTable(layer.table, int(evidence[layer.variable])), name=f"{layer.name}|"
+            )
+            if layer.variable in evidence
+            else None
+        ),
         [v for v in circuit.variables if v not in evidence],
     )
 
@@ -170,10 +196,14 @@ def condition(circuit: Circuit, evidence: dict[str, int]) -> Circuit:
 def _check_variables(circuit: Circuit, variables: set[str]) -> None:
     unknown = variables - set(circuit.variables)
     if unknown:
-        raise EvidenceError(f"unknown variables {sorted(unknown)}; the circuit has {circuit.variables}")
+        raise EvidenceError(
+            f"unknown variables {sorted(unknown)}; the circuit has {circuit.variables}"
+        )
 
 
-def _replace_inputs(circuit: Circuit, replace: Callable[[InputLayer], Layer | None], variables: list[str]) -> Circuit:
+def _replace_inputs(
+    circuit: Circuit, replace: Callable[[InputLayer], Layer | None], variables: list[str]
+) -> Circuit:
     new: dict[int, Layer] = {}
     for layer in circuit.layers:
         if isinstance(layer, InputLayer):

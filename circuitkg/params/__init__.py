@@ -12,7 +12,13 @@ from circuitkg.params.tables import (
     SummedTable,
     Table,
 )
-from circuitkg.params.weights import FixedWeight, FreeWeight, KroneckerWeight, PositiveWeight, Weight
+from circuitkg.params.weights import (
+    FixedWeight,
+    FreeWeight,
+    KroneckerWeight,
+    PositiveWeight,
+    Weight,
+)
 
 __all__ = [
     "ColumnView",

@@ -21,7 +21,6 @@ chunks of ``chunk_size`` rows, so no full ``V x K`` tensor is needed for a Gram 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch
@@ -43,7 +42,9 @@ class Table(nn.Module):
     def __init__(self, num_values: int, width: int) -> None:
         super().__init__()
         if num_values < 1 or width < 1:
-            raise ValueError(f"a table needs num_values >= 1 and width >= 1, got {num_values}, {width}")
+            raise ValueError(
+                f"a table needs num_values >= 1 and width >= 1, got {num_values}, {width}"
+            )
         self.num_values = int(num_values)
         self.width = int(width)
 
@@ -194,7 +195,9 @@ class ConstantTable(Table):
     def __init__(self, values: Tensor) -> None:
         values = torch.as_tensor(values)
         if values.ndim != 2:
-            raise ValueError(f"a constant table must be 2-D (values x units), got shape {tuple(values.shape)}")
+            raise ValueError(
+                f"a constant table must be 2-D (values x units), got shape {tuple(values.shape)}"
+            )
         super().__init__(values.shape[0], values.shape[1])
         self.register_buffer("values", values.clone())
         self.nonnegative = bool((values >= 0).all())
@@ -288,12 +291,16 @@ class FeatureTable(Table):
 
     def rows(self, index: Tensor) -> Tensor:
         x = self.base.rows(index)[..., self.columns]
-        return torch.where(self.powers == 0, torch.ones_like(x), torch.where(self.powers == 1, x, x * x))
+        return torch.where(
+            self.powers == 0, torch.ones_like(x), torch.where(self.powers == 1, x, x * x)
+        )
 
     def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[Tensor]:
         for c in self.base.chunks(chunk_size):
             x = c[:, self.columns]
-            yield torch.where(self.powers == 0, torch.ones_like(x), torch.where(self.powers == 1, x, x * x))
+            yield torch.where(
+                self.powers == 0, torch.ones_like(x), torch.where(self.powers == 1, x, x * x)
+            )
 
 
 class KroneckerRowTable(Table):

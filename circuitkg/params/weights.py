@@ -33,7 +33,9 @@ class FixedWeight(Weight):
     """A constant matrix (a buffer)."""
 
     def __init__(self, matrix: Tensor) -> None:
-        matrix = torch.as_tensor(matrix, dtype=torch.get_default_dtype())
+        matrix = torch.as_tensor(matrix)
+        if not matrix.is_floating_point():
+            matrix = matrix.to(torch.get_default_dtype())
         if matrix.ndim != 2:
             raise ValueError(f"a weight matrix must be 2-D, got shape {tuple(matrix.shape)}")
         super().__init__(*matrix.shape)
@@ -88,8 +90,12 @@ class KroneckerWeight(Weight):
         self.left_width = left if isinstance(left, int) else left.out_width
         self.right_width = right if isinstance(right, int) else right.out_width
         if blocks is None:
-            blocks = [(None if isinstance(left, int) else slice(None),
-                       None if isinstance(right, int) else slice(None))]
+            blocks = [
+                (
+                    None if isinstance(left, int) else slice(None),
+                    None if isinstance(right, int) else slice(None),
+                )
+            ]
         in_width = 0
         for a, b in blocks:
             wa = self.left_width if a is None else len(range(left.in_width)[a])
@@ -107,7 +113,15 @@ class KroneckerWeight(Weight):
         ref = a_full if a_full is not None else b_full
         parts = []
         for a, b in self.blocks:
-            wa = torch.eye(self.left_width, dtype=ref.dtype, device=ref.device) if a is None else a_full[:, a]
-            wb = torch.eye(self.right_width, dtype=ref.dtype, device=ref.device) if b is None else b_full[:, b]
+            wa = (
+                torch.eye(self.left_width, dtype=ref.dtype, device=ref.device)
+                if a is None
+                else a_full[:, a]
+            )
+            wb = (
+                torch.eye(self.right_width, dtype=ref.dtype, device=ref.device)
+                if b is None
+                else b_full[:, b]
+            )
             parts.append(torch.kron(wa, wb))
         return torch.cat(parts, dim=1)
