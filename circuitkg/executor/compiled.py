@@ -34,12 +34,13 @@ from torch import Tensor, nn
 
 from circuitkg.errors import EvidenceError, FormError
 from circuitkg.executor.pairs import PairEvaluator
-from circuitkg.executor.passes import Evidence, Plan, adjoint, forward
+from circuitkg.executor.passes import Evidence, Plan, adjoint, forward, is_integrated
 from circuitkg.executor.semirings import LinearSemiring, LogSemiring
 from circuitkg.ir.circuit import Circuit
 from circuitkg.numerics import Scaled, scaled_product, scaled_sum
 
 FORMS = ("score", "monotone", "squared")
+#: ids (int or long tensor ``(B,)``) or summation weights (float tensor ``(B, |X|)`` or ``(|X|,)``)
 EvidenceValue = Tensor | int
 
 
@@ -141,7 +142,7 @@ class CompiledCircuit(nn.Module):
         Other unobserved variables are not allowed here.
         """
         evidence, batch = self._evidence(given, target=target)
-        if any(i is None for v, i in evidence.items() if v != target):
+        if any(is_integrated(i) for v, i in evidence.items() if v != target):
             raise EvidenceError("score_all needs every variable except the target observed")
         out = []
         for start in range(0, batch, self.batch_chunk):
@@ -159,7 +160,9 @@ class CompiledCircuit(nn.Module):
         the target's table, independent of ``|target|`` per query.
         """
         evidence, batch = self._evidence({**given, target: value})
-        if self.form == "score" or any(v is None for k, v in evidence.items() if k != target):
+        if self.form == "score" or any(
+            is_integrated(v) for k, v in evidence.items() if k != target
+        ):
             rows = self.log_conditional(target, **given)
             return rows.gather(1, evidence[target].expand(rows.shape[0]).unsqueeze(1))[:, 0]
         full = self._log_unnormalised(evidence)
@@ -173,7 +176,7 @@ class CompiledCircuit(nn.Module):
 
     def _log_unnormalised(self, evidence: Evidence) -> Tensor:
         """``log Σ_{unobserved} φ`` (monotone) or ``log Σ_{unobserved} φ²`` (squared)."""
-        missing = [v for v, i in evidence.items() if i is None]
+        missing = [v for v, i in evidence.items() if is_integrated(i)]
         batch = _batch_size(evidence)
         if self.form == "monotone":
             return self._output(evidence)[:, 0].expand(batch)
@@ -197,12 +200,12 @@ class CompiledCircuit(nn.Module):
         return adjoint(self.plan, self.semiring, values, target, batch, like)
 
     def _quadratic_form(self, target: str, evidence: Evidence, batch: int) -> Tensor:
-        """``log Σ_x φ(x, e)²`` for the one unobserved variable ``target``: ``Σ_ll' q_lᵀ G_ll' q_l'``."""
+        """``log Σ_x w[x] φ(x, e)²`` for the one summed-out variable: ``Σ_ll' q_lᵀ G_ll' q_l'``."""
         coefs = self._coefficients(target, evidence, batch)
         terms = []
         for la, qa in coefs:
             for lb, qb in coefs:
-                gram = la.table.gram(lb.table)
+                gram = la.table.gram(lb.table, weights=evidence[target])
                 terms.append(scaled_product([qa, gram, qb], "Ni,Nij,Nj->N"))
         return scaled_sum(terms).log_abs().expand(batch)
 
@@ -218,7 +221,7 @@ class CompiledCircuit(nn.Module):
         return 2.0 * total.log_abs()
 
     def _log_conditional_chunk(self, target: str, evidence: Evidence, batch: int) -> Tensor:
-        others_missing = [v for v, i in evidence.items() if i is None and v != target]
+        others_missing = [v for v, i in evidence.items() if is_integrated(i) and v != target]
         if others_missing and self.form == "squared":
             return self._enumerated_conditional(target, evidence, batch)
         values = self._target_values(target, evidence, batch)
@@ -227,20 +230,20 @@ class CompiledCircuit(nn.Module):
         return values - torch.logsumexp(values, dim=1, keepdim=True)
 
     def _enumerated_conditional(self, target: str, evidence: Evidence, batch: int) -> Tensor:
-        """Squared circuits with other variables unobserved: pair mode per target value."""
+        """Squared circuits with other variables unobserved: ``Σ_rest φ²`` for every target value.
+
+        The batch is expanded to ``B · |target|`` rows (the target observed in each); with one other
+        variable summed out each row is a quadratic form ``qᵀ G q`` (``O(K²)``), otherwise pair mode.
+        """
         size = self.domains[target]
-        device = self.device
-        rows = []
-        for b in range(batch):
-            single = {
-                v: (None if i is None else i[b : b + 1] if i.numel() > 1 else i)
-                for v, i in evidence.items()
-            }
-            single[target] = torch.arange(size, device=device)
-            expanded = {v: (None if i is None else i.expand(size)) for v, i in single.items()}
-            rows.append(self._log_unnormalised(expanded))
-        values = torch.stack(rows)
-        return values - torch.logsumexp(values, dim=1, keepdim=True)
+        values = torch.arange(size, device=self.device).repeat(batch)
+        expanded: Evidence = {
+            v: (None if i is None else i.repeat_interleave(size, dim=0))
+            for v, i in evidence.items()
+        }
+        expanded[target] = values
+        log_mass = self._log_unnormalised(expanded).reshape(batch, size)
+        return log_mass - torch.logsumexp(log_mass, dim=1, keepdim=True)
 
     # --- evidence ------------------------------------------------------------------------------------
     def _require_normalised(self, what: str) -> None:
@@ -278,26 +281,43 @@ class CompiledCircuit(nn.Module):
             if var not in given or given[var] is None:
                 evidence[var] = None
                 continue
-            idx = torch.as_tensor(given[var], device=self.device, dtype=torch.long).reshape(-1)
-            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.domains[var]):
-                bad = idx[(idx < 0) | (idx >= self.domains[var])][0].item()
-                raise EvidenceError(
-                    f"value {bad} of variable {var!r} is outside its domain [0, {self.domains[var]})"
-                )
-            evidence[var] = idx
+            evidence[var] = self._evidence_value(var, given[var])
         batch = _batch_size(evidence)
-        for var, idx in evidence.items():
-            if idx is not None and idx.numel() not in (1, batch):
+        for var, value in evidence.items():
+            if value is None:
+                continue
+            if value.shape[0] not in (1, batch):
                 raise EvidenceError(
-                    f"variable {var!r} has {idx.numel()} values but the batch has {batch}"
+                    f"variable {var!r} has {value.shape[0]} rows but the batch has {batch}"
                 )
-            if idx is not None:
-                evidence[var] = idx.expand(batch)
+            evidence[var] = value.expand((batch, *value.shape[1:]))
         return evidence, batch
+
+    def _evidence_value(self, var: str, value: EvidenceValue) -> Tensor:
+        """Observed ids ``(B,)`` (ints) or summation weights ``(B, |X|)`` (floats), validated."""
+        size = self.domains[var]
+        value = torch.as_tensor(value, device=self.device)
+        if value.is_floating_point():
+            weights = value.reshape(1, -1) if value.ndim == 1 else value
+            if weights.ndim != 2 or weights.shape[1] != size:
+                raise EvidenceError(
+                    f"weights for variable {var!r} must have shape (B, {size}), got {tuple(value.shape)}"
+                )
+            if bool((weights < 0).any()) or not bool(torch.isfinite(weights).all()):
+                raise EvidenceError(f"weights for variable {var!r} must be finite and non-negative")
+            dtype = next(iter(self.circuit.tables())).dtype
+            return weights.to(dtype)
+        idx = value.to(torch.long).reshape(-1)
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= size):
+            bad = idx[(idx < 0) | (idx >= size)][0].item()
+            raise EvidenceError(
+                f"value {bad} of variable {var!r} is outside its domain [0, {size})"
+            )
+        return idx
 
 
 def _batch_size(evidence: Evidence) -> int:
-    sizes = {i.numel() for i in evidence.values() if i is not None}
+    sizes = {i.shape[0] for i in evidence.values() if i is not None}
     return max(sizes) if sizes else 1
 
 

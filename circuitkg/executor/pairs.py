@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from circuitkg.errors import StructureError
-from circuitkg.executor.passes import Evidence, Plan
+from circuitkg.executor.passes import Evidence, Plan, is_integrated
 from circuitkg.ir.layers import InputLayer, Layer, ProductLayer, SumLayer
 from circuitkg.numerics import Scaled, scaled_product, scaled_sum
 
@@ -57,6 +57,7 @@ class PairEvaluator:
         self.evidence = evidence
         self.memo: dict[tuple[int, int], Scaled | LazyPair] = {}
         self.gram_cache = {} if gram_cache is None else gram_cache
+        self.weighted_grams: dict = {}
 
     def root(self) -> Scaled:
         out = self.plan.circuit.output
@@ -83,11 +84,14 @@ class PairEvaluator:
         )
 
     def _input_pair(self, a: InputLayer, b: InputLayer) -> Scaled:
-        if a.variable is not None and self.evidence[a.variable] is None:
-            key = (id(a.table), id(b.table))
-            if key not in self.gram_cache:
-                self.gram_cache[key] = a.table.gram(b.table)
-            return self.gram_cache[key]
+        value = None if a.variable is None else self.evidence[a.variable]
+        if a.variable is not None and is_integrated(value):
+            # unweighted Grams are shared across batch chunks; weighted ones belong to this batch
+            cache = self.gram_cache if value is None else self.weighted_grams
+            key = (id(a.table), id(b.table), a.variable)
+            if key not in cache:
+                cache[key] = a.table.gram(b.table, weights=value)
+            return cache[key]
         index = (
             torch.zeros(1, dtype=torch.long, device=a.table.device)
             if a.variable is None

@@ -30,7 +30,14 @@ from circuitkg.errors import StructureError
 from circuitkg.ir.circuit import Circuit
 from circuitkg.ir.layers import InputLayer, Layer, ProductLayer, SumLayer
 
+#: per variable: ``None`` (sum it out), a long tensor ``(B,)`` of observed values, or a float tensor
+#: ``(B, |X|)`` of non-negative weights (sum it out with those weights, e.g. a 0/1 schema mask)
 Evidence = dict[str, "Tensor | None"]
+
+
+def is_integrated(value: Tensor | None) -> bool:
+    """True for ``None`` and for weight tensors: the variable is summed out."""
+    return value is None or value.is_floating_point()
 
 
 @dataclass
@@ -61,6 +68,8 @@ def _input_value(semiring, layer: InputLayer, evidence: Evidence):
     index = evidence[layer.variable]
     if index is None:
         return table.log_column_sum() if log else table.column_sum()
+    if index.is_floating_point():
+        return table.log_weighted_sum(torch.log(index)) if log else table.weighted_sum(index)
     return semiring.lift(table.log_rows(index) if log else table.rows(index))
 
 

@@ -75,27 +75,65 @@ class Table(nn.Module):
             m = max(c.abs().amax() for c in self.chunks())
         return m.clamp_min(torch.finfo(m.dtype).tiny)
 
-    def gram(self, other: Table | None = None) -> Scaled:
-        """``Σ_x T[x]ᵀ T'[x]`` of shape ``(1, K, K')`` with ``T' = other`` (default: ``self``)."""
+    def gram(self, other: Table | None = None, weights: Tensor | None = None) -> Scaled:
+        """``Σ_x w[b, x] T[x]ᵀ T'[x]``, shape ``(B, K, K')`` (``B = 1`` and ``w = 1`` by default).
+
+        Weighted Grams group the values by identical weight columns (e.g. the entity classes of a
+        0/1 schema mask): one Gram per group, ``O(|X| K K')`` in all, then a ``(B x C)`` mix of the
+        ``C`` group Grams. With many distinct columns it falls back to one weighted product.
+        """
         other = self if other is None else other
         ma, mb = self.abs_max(), other.abs_max()
-        total = None
-        for a, b in zip(self.chunks(), other.chunks(), strict=True):
-            part = (a / ma).T @ (b / mb)
-            total = part if total is None else total + part
         log_scale = (torch.log(ma) + torch.log(mb)).reshape(1)
-        return Scaled(total.unsqueeze(0), log_scale).normalised()
+        if weights is not None:
+            classes, inverse = torch.unique(weights.detach().T, dim=0, return_inverse=True)
+            if classes.shape[0] * 4 <= self.num_values:
+                onehot = torch.zeros(
+                    self.num_values, classes.shape[0], dtype=self.dtype, device=self.device
+                )
+                onehot[torch.arange(self.num_values, device=self.device), inverse] = 1.0
+                per_class = _gram_chunks(self, other, ma, mb, onehot)  # (C, K, K')
+                mix = weights @ onehot / onehot.sum(dim=0)  # (B, C): the weight of each class
+                value = torch.einsum("bc,cij->bij", mix, per_class)
+            else:
+                value = _gram_chunks(self, other, ma, mb, weights.T)
+            return Scaled(value, log_scale.expand(value.shape[0])).normalised()
+        ones = torch.ones(self.num_values, 1, dtype=self.dtype, device=self.device)
+        return Scaled(_gram_chunks(self, other, ma, mb, ones), log_scale).normalised()
 
     def column_sum(self) -> Scaled:
         """``Σ_x T[x]`` of shape ``(1, K)``."""
+        return self.weighted_sum(
+            torch.ones(1, self.num_values, dtype=self.dtype, device=self.device)
+        )
+
+    def weighted_sum(self, weights: Tensor) -> Scaled:
+        """``Σ_x w[b, x] T[x]`` of shape ``(B, K)``."""
         m = self.abs_max()
-        total = sum(c.sum(dim=0) / m for c in self.chunks())
-        return Scaled(total.unsqueeze(0), torch.log(m).reshape(1)).normalised()
+        total, start = None, 0
+        for c in self.chunks():
+            part = weights[:, start : start + c.shape[0]] @ (c / m)
+            total = part if total is None else total + part
+            start += c.shape[0]
+        return Scaled(total, torch.log(m).expand(weights.shape[0])).normalised()
 
     def log_column_sum(self) -> Tensor:
         """``log Σ_x T[x]`` of shape ``(1, K)`` for non-negative tables, in log space."""
-        parts = [torch.logsumexp(self._log_chunk(i), dim=0) for i in self._chunk_ranges()]
-        return torch.logsumexp(torch.stack(parts), dim=0).unsqueeze(0)
+        return self.log_weighted_sum(
+            torch.zeros(1, self.num_values, dtype=self.dtype, device=self.device)
+        )
+
+    def log_weighted_sum(self, log_weights: Tensor) -> Tensor:
+        """``log Σ_x exp(log_w[b, x]) T[x]`` of shape ``(B, K)`` for non-negative tables."""
+        parts, start = [], 0
+        for idx in self._chunk_ranges():
+            log_t = self._log_chunk(idx)
+            lw = log_weights[:, start : start + idx.numel()]
+            top_w, top_t = _finite_max(lw, dim=1), _finite_max(log_t, dim=0)
+            inner = torch.exp(lw - top_w) @ torch.exp(log_t - top_t)
+            parts.append(torch.log(inner) + top_w + top_t)
+            start += idx.numel()
+        return torch.logsumexp(torch.stack(parts), dim=0) if len(parts) > 1 else parts[0]
 
     def contract(self, coef: Scaled) -> Scaled:
         """``coef @ Tᵀ``: shape ``(B, V)``, one scale per row shared by all values."""
@@ -137,6 +175,20 @@ class Table(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_values={self.num_values}, width={self.width}"
+
+
+def _gram_chunks(a: Table, b: Table, ma: Tensor, mb: Tensor, weights: Tensor) -> Tensor:
+    """``Σ_x w[x, c] (A[x]/ma)ᵀ (B[x]/mb)`` for each column ``c`` of ``weights`` (``(X, C)``)."""
+    total, start = None, 0
+    for ca, cb in zip(a.chunks(), b.chunks(), strict=True):
+        w = weights[start : start + ca.shape[0]]
+        if w.shape[1] == 1:
+            part = ((ca / ma) * w).T.matmul(cb / mb).unsqueeze(0)
+        else:
+            part = torch.einsum("xc,xi,xj->cij", w, ca / ma, cb / mb)
+        total = part if total is None else total + part
+        start += ca.shape[0]
+    return total
 
 
 def _finite_max(x: Tensor, dim: int | None) -> Tensor:
@@ -248,19 +300,19 @@ class ColumnView(Table):
     def abs_max(self) -> Tensor:
         return self.base.abs_max()
 
-    def gram(self, other: Table | None = None) -> Scaled:
+    def gram(self, other: Table | None = None, weights: Tensor | None = None) -> Scaled:
         other = self if other is None else other
         base_b, cols_b = view_of(other)
         if base_b is not self.base:
-            return super().gram(other)
-        g = self.base.gram()
+            return super().gram(other, weights)
+        g = self.base.gram(weights=weights)
         return g.map(lambda v: v[:, self.columns][:, :, cols_b])
 
-    def column_sum(self) -> Scaled:
-        return self.base.column_sum().map(lambda v: v[:, self.columns])
+    def weighted_sum(self, weights: Tensor) -> Scaled:
+        return self.base.weighted_sum(weights).map(lambda v: v[:, self.columns])
 
-    def log_column_sum(self) -> Tensor:
-        return self.base.log_column_sum()[:, self.columns]
+    def log_weighted_sum(self, log_weights: Tensor) -> Tensor:
+        return self.base.log_weighted_sum(log_weights)[:, self.columns]
 
     def contract(self, coef: Scaled) -> Scaled:
         folded = coef.value.new_zeros(coef.value.shape[0], self.base.width)
