@@ -9,14 +9,46 @@ stores plain log-values and converts to :class:`Scaled` only around linear maps.
 
 The scale is detached from autograd: the represented number does not depend on it, so gradients are
 exact while the scale itself costs nothing in the backward pass.
+
+Renormalising costs a pass over every intermediate. :func:`robustly` first runs a computation with
+renormalisation switched off (plain float arithmetic, as fast as hand-written torch) and reruns it
+with renormalisation only when the result is not finite, i.e. when something overflowed or
+underflowed to zero on the way.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor
+
+_state = threading.local()
+T = TypeVar("T")
+
+
+@contextmanager
+def unscaled():
+    """Within this block :meth:`Scaled.normalised` is the identity."""
+    previous = getattr(_state, "unscaled", False)
+    _state.unscaled = True
+    try:
+        yield
+    finally:
+        _state.unscaled = previous
+
+
+def robustly(compute: Callable[[], T], finite: Callable[[T], Tensor]) -> T:
+    """``compute()`` unscaled if ``finite(result)`` holds everywhere, else again with scaling."""
+    with unscaled():
+        result = compute()
+    if bool(finite(result).all()):
+        return result
+    return compute()
 
 
 def _row_view(log_scale: Tensor, ndim: int) -> Tensor:
@@ -38,8 +70,10 @@ class Scaled:
 
     def normalised(self) -> Scaled:
         """Divide each row by its largest absolute entry (rows of zeros are left alone)."""
+        if getattr(_state, "unscaled", False):
+            return self
         v = self.value
-        m = v.detach().abs().reshape(v.shape[0], -1).amax(dim=1)
+        m = torch.linalg.vector_norm(v.detach().reshape(v.shape[0], -1), float("inf"), dim=1)
         m = torch.where(m > 0, m, torch.ones_like(m))
         return Scaled(v / _row_view(m, v.ndim), self.log_scale + torch.log(m))
 
@@ -87,15 +121,3 @@ def scaled_sum(terms: list[Scaled]) -> Scaled:
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     total = sum(t.value * _row_view(torch.exp(t.log_scale - top), t.value.ndim) for t in terms)
     return Scaled(total, top).normalised()
-
-
-def scaled_matmul_rows(x: Scaled, table: Tensor) -> Scaled:
-    """``x @ table.T`` for ``x`` of shape ``(N, K)`` and a plain ``table`` of shape ``(V, K)``."""
-    t_max = table.detach().abs().amax().clamp_min(torch.finfo(table.dtype).tiny)
-    out = Scaled(x.value @ (table / t_max).T, x.log_scale + torch.log(t_max))
-    return out
-
-
-def accumulate(total: Scaled | None, term: Scaled) -> Scaled:
-    """Running sum for chunked reductions; ``None`` starts it."""
-    return term if total is None else scaled_sum([total, term])

@@ -88,7 +88,10 @@ def _reference_score(model, s, r, o):
     raise AssertionError(name)
 
 
-@pytest.mark.parametrize(("name", "form"), model_forms())
+PUBLISHED = ("cp", "distmult", "complex", "rescal", "tucker", "transe")
+
+
+@pytest.mark.parametrize(("name", "form"), [(n, f) for n, f in model_forms() if n in PUBLISHED])
 def test_circuit_computes_the_published_score(name, form):
     torch.manual_seed(0)
     model = ckg.models.create_model(name, 4, 3, 3, form=form).double()

@@ -37,7 +37,7 @@ from circuitkg.executor.pairs import PairEvaluator
 from circuitkg.executor.passes import Evidence, Plan, adjoint, forward, is_integrated
 from circuitkg.executor.semirings import LinearSemiring, LogSemiring
 from circuitkg.ir.circuit import Circuit
-from circuitkg.numerics import Scaled, scaled_product, scaled_sum
+from circuitkg.numerics import Scaled, robustly, scaled_product, scaled_sum
 
 FORMS = ("score", "monotone", "squared")
 #: ids (int or long tensor ``(B,)``) or summation weights (float tensor ``(B, |X|)`` or ``(|X|,)``)
@@ -98,10 +98,10 @@ class CompiledCircuit(nn.Module):
     # --- queries -----------------------------------------------------------------------------------
     def score(self, x: Tensor) -> Tensor:
         """``φ(x)`` for full assignments ``x`` of shape ``(B, V)`` (columns in ``variables`` order)."""
-        value = self._output(self._full_evidence(x))
+        evidence = self._full_evidence(x)
         if self.form == "monotone":
-            return torch.exp(value[:, 0])
-        return value.dense()[:, 0]
+            return torch.exp(self._output(evidence)[:, 0])
+        return robustly(lambda: self._output(evidence).dense()[:, 0], _finite)
 
     def log_partition(self) -> Tensor:
         """``log Z``: ``log Σ_x φ(x)`` (monotone) or ``log Σ_x φ(x)²`` (squared); differentiable."""
@@ -109,7 +109,9 @@ class CompiledCircuit(nn.Module):
         evidence = {v: None for v in self.variables}
         if self.form == "monotone":
             return self._output(evidence)[0, 0]
-        return PairEvaluator(self.plan, evidence).root().log_abs().reshape(())
+        return robustly(
+            lambda: PairEvaluator(self.plan, evidence).root().log_abs().reshape(()), _finite
+        )
 
     def log_prob(self, x: Tensor) -> Tensor:
         """``log p(x)`` for full assignments ``x`` of shape ``(B, V)``."""
@@ -169,6 +171,18 @@ class CompiledCircuit(nn.Module):
         norm = self._log_unnormalised({**evidence, target: None})
         return full - norm
 
+    def sample(
+        self,
+        num_samples: int,
+        *,
+        given: dict[str, EvidenceValue] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Exact samples ``(num_samples, V)`` from ``p(rest | given)``: :func:`circuitkg.sampling.sample`."""
+        from circuitkg.sampling import sample
+
+        return sample(self, num_samples, given=given, generator=generator)
+
     # --- plans ---------------------------------------------------------------------------------------
     def _output(self, evidence: Evidence):
         values = forward(self.plan, self.semiring, evidence)
@@ -176,6 +190,11 @@ class CompiledCircuit(nn.Module):
 
     def _log_unnormalised(self, evidence: Evidence) -> Tensor:
         """``log Σ_{unobserved} φ`` (monotone) or ``log Σ_{unobserved} φ²`` (squared)."""
+        if self.form == "monotone":
+            return self._log_unnormalised_plan(evidence)
+        return robustly(lambda: self._log_unnormalised_plan(evidence), _finite)
+
+    def _log_unnormalised_plan(self, evidence: Evidence) -> Tensor:
         missing = [v for v, i in evidence.items() if is_integrated(i)]
         batch = _batch_size(evidence)
         if self.form == "monotone":
@@ -211,6 +230,11 @@ class CompiledCircuit(nn.Module):
 
     def _target_values(self, target: str, evidence: Evidence, batch: int) -> Tensor:
         """``φ`` (score), ``log φ`` (monotone) or ``log φ²`` (squared) over every target value."""
+        if self.form == "monotone":
+            return self._target_values_plan(target, evidence, batch)
+        return robustly(lambda: self._target_values_plan(target, evidence, batch), _finite)
+
+    def _target_values_plan(self, target: str, evidence: Evidence, batch: int) -> Tensor:
         coefs = self._coefficients(target, evidence, batch)
         if self.form == "monotone":
             parts = [layer.table.log_contract(q) for layer, q in coefs]
@@ -314,6 +338,10 @@ class CompiledCircuit(nn.Module):
                 f"value {bad} of variable {var!r} is outside its domain [0, {size})"
             )
         return idx
+
+
+def _finite(x: Tensor) -> Tensor:
+    return torch.isfinite(x)
 
 
 def _batch_size(evidence: Evidence) -> int:

@@ -65,10 +65,10 @@ class LinearSemiring:
         return Scaled.of(torch.ones(n, 1, dtype=like.dtype, device=like.device))
 
     def hadamard(self, values: list[Scaled]) -> Scaled:
-        if len(values) == 1:
-            return values[0]
-        eq = ",".join("Ni" for _ in values) + "->Ni"
-        return scaled_product(values, eq)
+        value, log_scale = values[0].value, values[0].log_scale
+        for v in values[1:]:
+            value, log_scale = value * v.value, log_scale + v.log_scale
+        return Scaled(value, log_scale).normalised()
 
     def outer(self, values: list[Scaled]) -> Scaled:
         letters = _LETTERS[: len(values)]

@@ -29,6 +29,8 @@ from torch import Tensor, nn
 from circuitkg.numerics import Scaled
 
 DEFAULT_CHUNK = 16384
+#: reductions whose largest entry falls outside this range are redone on prescaled tables
+SAFE_RANGE = (1e-30, 1e30)
 
 
 class Table(nn.Module):
@@ -72,7 +74,7 @@ class Table(nn.Module):
     def abs_max(self) -> Tensor:
         """``max |T|`` (detached, at least the smallest positive float)."""
         with torch.no_grad():
-            m = max(c.abs().amax() for c in self.chunks())
+            m = max(torch.linalg.vector_norm(c, float("inf")) for c in self.chunks())
         return m.clamp_min(torch.finfo(m.dtype).tiny)
 
     def gram(self, other: Table | None = None, weights: Tensor | None = None) -> Scaled:
@@ -83,23 +85,21 @@ class Table(nn.Module):
         ``C`` group Grams. With many distinct columns it falls back to one weighted product.
         """
         other = self if other is None else other
-        ma, mb = self.abs_max(), other.abs_max()
-        log_scale = (torch.log(ma) + torch.log(mb)).reshape(1)
-        if weights is not None:
-            classes, inverse = torch.unique(weights.detach().T, dim=0, return_inverse=True)
-            if classes.shape[0] * 4 <= self.num_values:
-                onehot = torch.zeros(
-                    self.num_values, classes.shape[0], dtype=self.dtype, device=self.device
-                )
-                onehot[torch.arange(self.num_values, device=self.device), inverse] = 1.0
-                per_class = _gram_chunks(self, other, ma, mb, onehot)  # (C, K, K')
-                mix = weights @ onehot / onehot.sum(dim=0)  # (B, C): the weight of each class
-                value = torch.einsum("bc,cij->bij", mix, per_class)
-            else:
-                value = _gram_chunks(self, other, ma, mb, weights.T)
-            return Scaled(value, log_scale.expand(value.shape[0])).normalised()
-        ones = torch.ones(self.num_values, 1, dtype=self.dtype, device=self.device)
-        return Scaled(_gram_chunks(self, other, ma, mb, ones), log_scale).normalised()
+        if weights is None:
+            return _robust(lambda ma, mb: _gram_chunks(self, other, ma, mb, None), self, other)
+        classes, inverse = torch.unique(weights.detach().T, dim=0, return_inverse=True)
+        if classes.shape[0] * 4 > self.num_values:
+            return _robust(lambda ma, mb: _gram_chunks(self, other, ma, mb, weights.T), self, other)
+        onehot = torch.zeros(
+            self.num_values, classes.shape[0], dtype=self.dtype, device=self.device
+        )
+        onehot[torch.arange(self.num_values, device=self.device), inverse] = 1.0
+        per_class = _robust(lambda ma, mb: _gram_chunks(self, other, ma, mb, onehot), self, other)
+        mix = weights @ onehot / onehot.sum(dim=0)  # (B, C): the weight of each class
+        top = per_class.log_scale.max()  # classes were normalised one by one: align them first
+        aligned = per_class.value * torch.exp(per_class.log_scale - top).reshape(-1, 1, 1)
+        value = torch.einsum("bc,cij->bij", mix, aligned)
+        return Scaled(value, top.expand(value.shape[0])).normalised()
 
     def column_sum(self) -> Scaled:
         """``Σ_x T[x]`` of shape ``(1, K)``."""
@@ -109,13 +109,16 @@ class Table(nn.Module):
 
     def weighted_sum(self, weights: Tensor) -> Scaled:
         """``Σ_x w[b, x] T[x]`` of shape ``(B, K)``."""
-        m = self.abs_max()
-        total, start = None, 0
-        for c in self.chunks():
-            part = weights[:, start : start + c.shape[0]] @ (c / m)
-            total = part if total is None else total + part
-            start += c.shape[0]
-        return Scaled(total, torch.log(m).expand(weights.shape[0])).normalised()
+
+        def reduce(m: Tensor) -> Tensor:
+            total, start = None, 0
+            for c in self.chunks():
+                part = weights[:, start : start + c.shape[0]] @ (c if bool(m == 1) else c / m)
+                total = part if total is None else total + part
+                start += c.shape[0]
+            return total
+
+        return _robust(reduce, self)
 
     def log_column_sum(self) -> Tensor:
         """``log Σ_x T[x]`` of shape ``(1, K)`` for non-negative tables, in log space."""
@@ -137,9 +140,12 @@ class Table(nn.Module):
 
     def contract(self, coef: Scaled) -> Scaled:
         """``coef @ Tᵀ``: shape ``(B, V)``, one scale per row shared by all values."""
+        value = _contract_chunks(self, coef.value, None)
+        top = torch.linalg.vector_norm(value.detach(), float("inf"))
+        if bool(torch.isfinite(top)) and float(top) > SAFE_RANGE[0]:
+            return Scaled(value, coef.log_scale)  # fast path, see _robust
         m = self.abs_max()
-        value = torch.cat([coef.value @ (c / m).T for c in self.chunks()], dim=1)
-        return Scaled(value, coef.log_scale + torch.log(m))
+        return Scaled(_contract_chunks(self, coef.value, m), coef.log_scale + torch.log(m))
 
     def log_contract(self, log_coef: Tensor) -> Tensor:
         """``log (exp(log_coef) @ Tᵀ)`` of shape ``(B, V)`` for non-negative tables."""
@@ -177,15 +183,44 @@ class Table(nn.Module):
         return f"num_values={self.num_values}, width={self.width}"
 
 
-def _gram_chunks(a: Table, b: Table, ma: Tensor, mb: Tensor, weights: Tensor) -> Tensor:
-    """``Σ_x w[x, c] (A[x]/ma)ᵀ (B[x]/mb)`` for each column ``c`` of ``weights`` (``(X, C)``)."""
+def _contract_chunks(table: Table, coef: Tensor, scale: Tensor | None) -> Tensor:
+    parts = [coef @ (c if scale is None else c / scale).T for c in table.chunks()]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def _robust(reduce, *tables: Table) -> Scaled:
+    """Run a reduction over tables unscaled; redo it on prescaled tables if needed.
+
+    ``reduce(m_1, ..., m_t)`` computes a sum over ``x`` of products of ``T_i[x] / m_i``. The fast
+    path (all ``m_i = 1``) costs no pass over the tables beyond the reduction itself; it is kept
+    unless its result overflowed or its largest entry lies below ``SAFE_RANGE[0]`` (where float32
+    underflow could bite), in which case each table is divided by its largest entry first.
+    """
+    ref = tables[0]
+    one = torch.ones((), dtype=ref.dtype, device=ref.device)
+    value = reduce(*[one] * len(tables))
+    top = torch.linalg.vector_norm(value.detach(), float("inf"))
+    if bool(torch.isfinite(top)) and float(top) > SAFE_RANGE[0]:
+        zeros = torch.zeros(value.shape[0], dtype=value.dtype, device=value.device)
+        return Scaled(value, zeros).normalised()
+    scales = [t.abs_max() for t in tables]
+    value = reduce(*scales)
+    log_scale = sum(torch.log(m) for m in scales).expand(value.shape[0])
+    return Scaled(value, log_scale).normalised()
+
+
+def _gram_chunks(a: Table, b: Table, ma: Tensor, mb: Tensor, weights: Tensor | None) -> Tensor:
+    """``Σ_x w[x, c] (A[x]/ma)ᵀ (B[x]/mb)`` per column ``c`` of ``weights`` (``(X, C)``; None: ones)."""
+    scaled = bool(ma != 1) or bool(mb != 1)
     total, start = None, 0
     for ca, cb in zip(a.chunks(), b.chunks(), strict=True):
-        w = weights[start : start + ca.shape[0]]
-        if w.shape[1] == 1:
-            part = ((ca / ma) * w).T.matmul(cb / mb).unsqueeze(0)
+        if scaled:
+            ca, cb = ca / ma, cb / mb
+        if weights is None:
+            part = (ca.T @ cb).unsqueeze(0)
         else:
-            part = torch.einsum("xc,xi,xj->cij", w, ca / ma, cb / mb)
+            w = weights[start : start + ca.shape[0]]
+            part = torch.einsum("xc,xi,xj->cij", w, ca, cb)
         total = part if total is None else total + part
         start += ca.shape[0]
     return total
@@ -209,10 +244,14 @@ class FreeTable(Table):
         return self.weight[index]
 
     def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[Tensor]:
-        yield from torch.split(self.weight, chunk_size)
+        if self.num_values <= chunk_size:
+            yield self.weight  # no split: its backward would copy the whole gradient
+        else:
+            yield from torch.split(self.weight, chunk_size)
 
     def abs_max(self) -> Tensor:
-        return self.weight.detach().abs().amax().clamp_min(torch.finfo(self.weight.dtype).tiny)
+        norm = torch.linalg.vector_norm(self.weight.detach(), float("inf"))
+        return norm.clamp_min(torch.finfo(self.weight.dtype).tiny)
 
 
 class PositiveTable(Table):
@@ -286,16 +325,24 @@ class ColumnView(Table):
         self.base = base
         self.register_buffer("columns", columns)
         self.nonnegative = base.nonnegative
+        self.runs = _contiguous_runs(columns.tolist())
+
+    def _select(self, x: Tensor) -> Tensor:
+        # contiguous runs (ComplEx: four blocks) are sliced and concatenated: cheaper than a gather,
+        # and their backward is a slice instead of a scatter
+        if len(self.runs) <= 16:
+            return torch.cat([x[..., a:b] for a, b in self.runs], dim=-1)
+        return x.index_select(-1, self.columns)
 
     def rows(self, index: Tensor) -> Tensor:
-        return self.base.rows(index)[..., self.columns]
+        return self._select(self.base.rows(index))
 
     def log_rows(self, index: Tensor) -> Tensor:
-        return self.base.log_rows(index)[..., self.columns]
+        return self._select(self.base.log_rows(index))
 
     def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[Tensor]:
         for c in self.base.chunks(chunk_size):
-            yield c[:, self.columns]
+            yield self._select(c)
 
     def abs_max(self) -> Tensor:
         return self.base.abs_max()
@@ -318,6 +365,17 @@ class ColumnView(Table):
         folded = coef.value.new_zeros(coef.value.shape[0], self.base.width)
         folded = folded.index_add(1, self.columns, coef.value)
         return self.base.contract(Scaled(folded, coef.log_scale))
+
+
+def _contiguous_runs(columns: list[int]) -> list[tuple[int, int]]:
+    """``[3, 4, 5, 0, 1]`` -> ``[(3, 6), (0, 2)]``."""
+    runs: list[tuple[int, int]] = []
+    for c in columns:
+        if runs and runs[-1][1] == c:
+            runs[-1] = (runs[-1][0], c + 1)
+        else:
+            runs.append((c, c + 1))
+    return runs
 
 
 def view_of(table: Table) -> tuple[Table, Tensor]:
