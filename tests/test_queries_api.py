@@ -115,3 +115,19 @@ def test_cuda_matches_cpu():
     )
     for a, b in zip(got, expected, strict=True):
         assert torch.allclose(a.cpu(), b, rtol=1e-10)
+
+
+def test_gram_cache_follows_parameter_updates():
+    """No-grad queries reuse Gram matrices until a parameter changes in place."""
+    torch.manual_seed(0)
+    model = ckg.models.CP(6, 2, 3).double()
+    c = ckg.compile(model)
+    with torch.no_grad():
+        before = c.log_conditional("s")
+        again = c.log_conditional("s")
+        model.object.weight.mul_(torch.linspace(0.5, 2.0, 3))  # an optimiser step, in place
+        after = c.log_conditional("s")
+    fresh = ckg.compile(model).log_conditional("s")
+    assert torch.equal(before, again)
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, fresh.detach())

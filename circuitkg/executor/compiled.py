@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from circuitkg.errors import EvidenceError, FormError
+from circuitkg.executor.grams import GramCache
 from circuitkg.executor.pairs import PairEvaluator
 from circuitkg.executor.passes import Evidence, Plan, adjoint, forward, is_integrated
 from circuitkg.executor.semirings import LinearSemiring, LogSemiring
@@ -70,6 +71,7 @@ class CompiledCircuit(nn.Module):
         self.parameterisations = circuit.modules()
         self.plan = Plan(circuit)
         self.semiring = LogSemiring() if form == "monotone" else LinearSemiring()
+        self.grams = GramCache()
 
     # --- properties --------------------------------------------------------------------------------
     @property
@@ -110,7 +112,10 @@ class CompiledCircuit(nn.Module):
         if self.form == "monotone":
             return self._output(evidence)[0, 0]
         return robustly(
-            lambda: PairEvaluator(self.plan, evidence).root().log_abs().reshape(()), _finite
+            lambda: (
+                PairEvaluator(self.plan, evidence, self.grams.query()).root().log_abs().reshape(())
+            ),
+            _finite,
         )
 
     def log_prob(self, x: Tensor) -> Tensor:
@@ -203,11 +208,11 @@ class CompiledCircuit(nn.Module):
             return 2.0 * self._output(evidence).log_abs()[:, 0]
         if len(missing) == 1:
             return self._quadratic_form(missing[0], evidence, batch)
-        gram_cache: dict = {}
+        grams = self.grams.query()
         out = []
         for start in range(0, batch, self.batch_chunk):
             chunk = {v: _rows(i, start, self.batch_chunk) for v, i in evidence.items()}
-            root = PairEvaluator(self.plan, chunk, gram_cache).root()
+            root = PairEvaluator(self.plan, chunk, grams).root()
             out.append(root.log_abs().reshape(-1))
         return torch.cat(out).expand(batch)
 
@@ -221,10 +226,11 @@ class CompiledCircuit(nn.Module):
     def _quadratic_form(self, target: str, evidence: Evidence, batch: int) -> Tensor:
         """``log Σ_x w[x] φ(x, e)²`` for the one summed-out variable: ``Σ_ll' q_lᵀ G_ll' q_l'``."""
         coefs = self._coefficients(target, evidence, batch)
+        grams = self.grams.query()
         terms = []
         for la, qa in coefs:
             for lb, qb in coefs:
-                gram = la.table.gram(lb.table, weights=evidence[target])
+                gram = grams.gram(la.table, lb.table, weights=evidence[target])
                 terms.append(scaled_product([qa, gram, qb], "Ni,Nij,Nj->N"))
         return scaled_sum(terms).log_abs().expand(batch)
 
@@ -247,26 +253,27 @@ class CompiledCircuit(nn.Module):
     def _log_conditional_chunk(self, target: str, evidence: Evidence, batch: int) -> Tensor:
         others_missing = [v for v, i in evidence.items() if is_integrated(i) and v != target]
         if others_missing and self.form == "squared":
-            return self._enumerated_conditional(target, evidence, batch)
+            return robustly(
+                lambda: self._enumerated_conditional(target, evidence, batch), _finite_rows
+            )
         values = self._target_values(target, evidence, batch)
         if self.form == "score":
             return torch.log_softmax(values, dim=1)
         return values - torch.logsumexp(values, dim=1, keepdim=True)
 
     def _enumerated_conditional(self, target: str, evidence: Evidence, batch: int) -> Tensor:
-        """Squared circuits with other variables unobserved: ``Σ_rest φ²`` for every target value.
+        """Squared circuits with other variables summed out: ``log p(x | e)`` for every ``x``.
 
-        The batch is expanded to ``B · |target|`` rows (the target observed in each); with one other
-        variable summed out each row is a quadratic form ``qᵀ G q`` (``O(K²)``), otherwise pair mode.
+        One pair-mode pass with the target's input pairs as leaves, one backward pass for
+        ``Q = ∂root/∂P`` (:meth:`PairEvaluator.target_adjoint`), then ``T[x] Q T[x]ᵀ`` for all ``x``:
+        ``O(B K² + |X| K²)`` per row instead of one pair-mode pass per value.
         """
-        size = self.domains[target]
-        values = torch.arange(size, device=self.device).repeat(batch)
-        expanded: Evidence = {
-            v: (None if i is None else i.repeat_interleave(size, dim=0))
-            for v, i in evidence.items()
-        }
-        expanded[target] = values
-        log_mass = self._log_unnormalised(expanded).reshape(batch, size)
+        evaluator = PairEvaluator(
+            self.plan, evidence, self.grams.query(), target=target, batch=batch
+        )
+        _, pairs = evaluator.target_adjoint()
+        mass = sum(_quadratic_rows(a.table, q, b.table) for a, b, q in pairs)
+        log_mass = torch.log(mass.clamp_min(0))
         return log_mass - torch.logsumexp(log_mass, dim=1, keepdim=True)
 
     # --- evidence ------------------------------------------------------------------------------------
@@ -340,8 +347,23 @@ class CompiledCircuit(nn.Module):
         return idx
 
 
+def _quadratic_rows(ta, q: Tensor, tb, budget: int = 2**24) -> Tensor:
+    """``(B, |X|)``: ``T_a[x] Q_b T_b[x]ᵀ`` for every value ``x``, chunked over values."""
+    batch, ka, kb = q.shape
+    step = max(1, budget // max(1, batch * kb))
+    out = []
+    for ca, cb in zip(ta.chunks(step), tb.chunks(step), strict=True):
+        out.append(torch.einsum("xi,bij,xj->bx", ca, q, cb))
+    return torch.cat(out, dim=1)
+
+
 def _finite(x: Tensor) -> Tensor:
     return torch.isfinite(x)
+
+
+def _finite_rows(x: Tensor) -> Tensor:
+    """Log-masses: no NaN or +inf, and every row has some finite entry (-inf marks zero mass)."""
+    return ~torch.isnan(x).any(dim=-1) & torch.isfinite(x.amax(dim=-1))
 
 
 def _batch_size(evidence: Evidence) -> int:

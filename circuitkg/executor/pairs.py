@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from circuitkg.errors import StructureError
+from circuitkg.executor.grams import _QueryGrams
 from circuitkg.executor.passes import Evidence, Plan, is_integrated
 from circuitkg.ir.layers import InputLayer, Layer, ProductLayer, SumLayer
 from circuitkg.numerics import Scaled, scaled_product, scaled_sum
@@ -52,12 +53,21 @@ def _weight(w: Tensor) -> tuple[Tensor, Tensor]:
 class PairEvaluator:
     """Evaluates ``Σ_integrated c(x)²`` (``a``, ``b`` from the same circuit) for a batch of evidence."""
 
-    def __init__(self, plan: Plan, evidence: Evidence, gram_cache: dict | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        evidence: Evidence,
+        grams: _QueryGrams,
+        target: str | None = None,
+        batch: int = 1,
+    ) -> None:
         self.plan = plan
         self.evidence = evidence
         self.memo: dict[tuple[int, int], Scaled | LazyPair] = {}
-        self.gram_cache = {} if gram_cache is None else gram_cache
-        self.weighted_grams: dict = {}
+        self.grams = grams
+        #: the target's input pairs are leaves ``P`` (one per table pair) for :meth:`target_adjoint`
+        self.target, self.batch = target, batch
+        self.placeholders: dict[tuple[int, int], tuple[InputLayer, InputLayer, Scaled]] = {}
 
     def root(self) -> Scaled:
         out = self.plan.circuit.output
@@ -83,15 +93,41 @@ class PairEvaluator:
             "squaring needs a structured-decomposable circuit"
         )
 
+    def target_adjoint(self) -> tuple[Scaled, list[tuple[InputLayer, InputLayer, Tensor]]]:
+        """The root and ``Q_ab = ∂root/∂P_ab`` for the target's input pairs ``(a, b)``.
+
+        The root is linear in each ``P_ab = T_a[x] T_b[x]ᵀ`` (decomposability: every term of the
+        squared circuit holds exactly one pair over the target), so
+        ``Σ_rest φ(x, rest)² = Σ_ab T_a[x] Q_ab T_b[x]ᵀ`` for every ``x`` at once. The leaves hold
+        the Gram matrices (so scaling sees realistic magnitudes); any value gives the same ``Q``.
+        Returned ``Q`` are in the root's scale: multiply by ``exp(root.log_scale - P.log_scale)``.
+        """
+        create_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            root = self.root()
+            leaves = [p for _, _, p in self.placeholders.values()]
+            grads = torch.autograd.grad(
+                root.value.sum(), [p.value for p in leaves], create_graph=create_graph
+            )
+        out = []
+        for (a, b, leaf), g in zip(self.placeholders.values(), grads, strict=True):
+            factor = torch.exp(root.log_scale - leaf.log_scale).reshape(-1, 1, 1)
+            out.append((a, b, g * factor))
+        return root, out
+
     def _input_pair(self, a: InputLayer, b: InputLayer) -> Scaled:
+        if a.variable is not None and a.variable == self.target:
+            key = (id(a.table), id(b.table))
+            if key not in self.placeholders:
+                gram = self.grams.gram(a.table, b.table).expand_rows(self.batch)
+                leaf = Scaled(
+                    gram.value.detach().clone().requires_grad_(True), gram.log_scale.detach()
+                )
+                self.placeholders[key] = (a, b, leaf)
+            return self.placeholders[key][2]
         value = None if a.variable is None else self.evidence[a.variable]
         if a.variable is not None and is_integrated(value):
-            # unweighted Grams are shared across batch chunks; weighted ones belong to this batch
-            cache = self.gram_cache if value is None else self.weighted_grams
-            key = (id(a.table), id(b.table), a.variable)
-            if key not in cache:
-                cache[key] = a.table.gram(b.table, weights=value)
-            return cache[key]
+            return self.grams.gram(a.table, b.table, weights=value)
         index = (
             torch.zeros(1, dtype=torch.long, device=a.table.device)
             if a.variable is None
