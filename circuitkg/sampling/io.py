@@ -1,0 +1,56 @@
+"""Writing sampled triples with their names: the back end of the ``circuitkg sample`` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from circuitkg.data.kg import KnowledgeGraph
+from circuitkg.errors import EvidenceError
+from circuitkg.sampling import sample
+
+KG_VARIABLES = ("s", "r", "o")
+
+
+def resolve_given(kg: KnowledgeGraph, given: dict[str, int | str | Tensor] | None) -> dict:
+    """Map names in ``given`` to ids (``s``/``o`` entities, ``r`` relations); ids pass through."""
+    out: dict[str, int | Tensor] = {}
+    for var, value in (given or {}).items():
+        if var not in KG_VARIABLES:
+            raise EvidenceError(f"unknown variable {var!r}; a KG circuit has {list(KG_VARIABLES)}")
+        if isinstance(value, str):
+            value = kg.relation_id(value) if var == "r" else kg.entity_id(value)
+        out[var] = value
+    return out
+
+
+def write_samples_tsv(
+    compiled,
+    kg: KnowledgeGraph,
+    n: int,
+    path: str | Path,
+    given: dict[str, int | str | Tensor] | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Draw ``n`` triples from ``compiled`` and write ``subject<TAB>relation<TAB>object`` lines.
+
+    ``given`` values may be names (``{"s": "Barack_Obama"}``) or ids. The circuit must be over
+    ``s, r, o`` with the KG's vocabulary sizes. Returns the ``(n, 3)`` id triples (``s, r, o``).
+    """
+    if sorted(compiled.variables) != sorted(KG_VARIABLES):
+        raise EvidenceError(f"expected a circuit over s, r, o; it is over {compiled.variables}")
+    sizes = {"s": kg.num_entities, "r": kg.num_relations, "o": kg.num_entities}
+    for var, size in sizes.items():
+        if compiled.domains[var] != size:
+            raise EvidenceError(
+                f"variable {var!r} has {compiled.domains[var]} values in the circuit but "
+                f"{size} in knowledge graph {kg.name!r}"
+            )
+    ids = sample(compiled, n, given=resolve_given(kg, given), generator=generator)
+    triples = ids[:, [compiled.variables.index(v) for v in KG_VARIABLES]].cpu()
+    entities, relations = kg.id_to_entity, kg.id_to_relation
+    lines = [f"{entities[s]}\t{relations[r]}\t{entities[o]}\n" for s, r, o in triples.tolist()]
+    Path(path).write_text("".join(lines), encoding="utf-8")
+    return triples
