@@ -55,6 +55,31 @@ def _row_view(log_scale: Tensor, ndim: int) -> Tensor:
     return log_scale.reshape(log_scale.shape + (1,) * (ndim - 1))
 
 
+class _SafeLogAbs(torch.autograd.Function):
+    """``log |x|`` whose gradient at ``x = 0`` is 0 instead of ``inf`` (so ``0 · inf`` is no NaN).
+
+    A value that is exactly zero contributes ``-inf`` to a log-probability, and wherever such a
+    term is multiplied by a zero weight (a softmax over values, a masked sum) the true derivative is
+    0; the plain ``log(abs(x))`` backward would produce ``0 · (1/0) = NaN`` instead.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        return torch.log(x.abs())
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        safe = torch.where(x == 0, torch.ones_like(x), x)
+        return torch.where(x == 0, torch.zeros_like(grad), grad / safe)
+
+
+def safe_log_abs(x: Tensor) -> Tensor:
+    """``log |x|`` with a zero gradient where ``x == 0`` (see :class:`_SafeLogAbs`)."""
+    return _SafeLogAbs.apply(x)
+
+
 @dataclass
 class Scaled:
     """``value * exp(log_scale)`` with one scale per leading (batch) row."""
@@ -79,7 +104,7 @@ class Scaled:
 
     def log_abs(self) -> Tensor:
         """``log |value * exp(log_scale)|`` elementwise, shape of ``value``."""
-        return torch.log(self.value.abs()) + _row_view(self.log_scale, self.value.ndim)
+        return safe_log_abs(self.value) + _row_view(self.log_scale, self.value.ndim)
 
     def dense(self) -> Tensor:
         """The plain tensor (may overflow; for tests and small values)."""

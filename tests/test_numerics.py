@@ -37,3 +37,14 @@ def test_extreme_scales_stay_finite(scale):
     got = compiled.log_prob(torch.tensor([[0, 1, 2], [3, 4, 5]]))
     assert torch.isfinite(got).all()
     assert torch.allclose(got.double(), reference, atol=1e-4)
+
+
+def test_zero_scores_give_finite_gradients():
+    """A value with φ = 0 has p = 0; a softmax over it must not turn 0 · (1/0) into NaN."""
+    model = ckg.models.CP(4, 2, 2, form="squared").double()
+    with torch.no_grad():
+        model.object.weight[3] = 0.0  # φ(s, r, o=3) = 0 for every s, r
+    compiled = ckg.compile(model)
+    loss = -compiled.log_conditional("o", s=torch.tensor([0, 1]), r=torch.tensor([1, 0]))[:, 0].sum()
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())

@@ -38,7 +38,7 @@ from circuitkg.executor.pairs import PairEvaluator
 from circuitkg.executor.passes import Evidence, Plan, adjoint, forward, is_integrated
 from circuitkg.executor.semirings import LinearSemiring, LogSemiring
 from circuitkg.ir.circuit import Circuit
-from circuitkg.numerics import Scaled, robustly, scaled_product, scaled_sum
+from circuitkg.numerics import Scaled, robustly, scaled_sum
 
 FORMS = ("score", "monotone", "squared")
 #: ids (int or long tensor ``(B,)``) or summation weights (float tensor ``(B, |X|)`` or ``(|X|,)``)
@@ -231,7 +231,7 @@ class CompiledCircuit(nn.Module):
         for la, qa in coefs:
             for lb, qb in coefs:
                 gram = grams.gram(la.table, lb.table, weights=evidence[target])
-                terms.append(scaled_product([qa, gram, qb], "Ni,Nij,Nj->N"))
+                terms.append(_bilinear(qa, gram, qb))
         return scaled_sum(terms).log_abs().expand(batch)
 
     def _target_values(self, target: str, evidence: Evidence, batch: int) -> Tensor:
@@ -345,6 +345,15 @@ class CompiledCircuit(nn.Module):
                 f"value {bad} of variable {var!r} is outside its domain [0, {size})"
             )
         return idx
+
+
+def _bilinear(qa: Scaled, gram: Scaled, qb: Scaled) -> Scaled:
+    """``qa[b]ᵀ G[b] qb[b]`` per row; a shared Gram (one row) is never broadcast to the batch."""
+    if gram.value.shape[0] == 1:
+        value = ((qa.value @ gram.value[0]) * qb.value).sum(dim=1)
+    else:
+        value = torch.einsum("ni,nij,nj->n", qa.value, gram.value, qb.value)
+    return Scaled(value, qa.log_scale + gram.log_scale + qb.log_scale).normalised()
 
 
 def _quadratic_rows(ta, q: Tensor, tb, budget: int = 2**24) -> Tensor:

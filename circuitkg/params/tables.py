@@ -90,15 +90,19 @@ class Table(nn.Module):
         classes, inverse = torch.unique(weights.detach().T, dim=0, return_inverse=True)
         if classes.shape[0] * 4 > self.num_values:
             return _robust(lambda ma, mb: _gram_chunks(self, other, ma, mb, weights.T), self, other)
-        onehot = torch.zeros(
-            self.num_values, classes.shape[0], dtype=self.dtype, device=self.device
+        per_class = _robust(
+            lambda ma, mb: _class_grams(self, other, ma, mb, inverse, classes.shape[0]), self, other
         )
-        onehot[torch.arange(self.num_values, device=self.device), inverse] = 1.0
-        per_class = _robust(lambda ma, mb: _gram_chunks(self, other, ma, mb, onehot), self, other)
-        mix = weights @ onehot / onehot.sum(dim=0)  # (B, C): the weight of each class
         top = per_class.log_scale.max()  # classes were normalised one by one: align them first
         aligned = per_class.value * torch.exp(per_class.log_scale - top).reshape(-1, 1, 1)
-        value = torch.einsum("bc,cij->bij", mix, aligned)
+        # classes.T holds the weight of each class in each distinct weight row: mix those only
+        rows, row_of = torch.unique(weights, dim=0, return_inverse=True)
+        mix = (
+            rows
+            @ _class_indicator(inverse, classes.shape[0], rows)
+            / torch.bincount(inverse).to(rows.dtype)
+        )
+        value = torch.einsum("bc,cij->bij", mix, aligned)[row_of]
         return Scaled(value, top.expand(value.shape[0])).normalised()
 
     def column_sum(self) -> Scaled:
@@ -207,6 +211,25 @@ def _robust(reduce, *tables: Table) -> Scaled:
     value = reduce(*scales)
     log_scale = sum(torch.log(m) for m in scales).expand(value.shape[0])
     return Scaled(value, log_scale).normalised()
+
+
+def _class_indicator(inverse: Tensor, num_classes: int, like: Tensor) -> Tensor:
+    onehot = torch.zeros(inverse.numel(), num_classes, dtype=like.dtype, device=like.device)
+    onehot[torch.arange(inverse.numel(), device=like.device), inverse] = 1.0
+    return onehot
+
+
+def _class_grams(
+    a: Table, b: Table, ma: Tensor, mb: Tensor, inverse: Tensor, num_classes: int
+) -> Tensor:
+    """``(C, K, K')``: ``Σ_{x in class c} (A[x]/ma)ᵀ (B[x]/mb)``, ``O(|X| K K')`` in all."""
+    order = torch.argsort(inverse)
+    counts = torch.bincount(inverse, minlength=num_classes).tolist()
+    grams = []
+    for index in torch.split(order, counts):
+        ra, rb = a.rows(index), b.rows(index)
+        grams.append((ra / ma).T @ (rb / mb))
+    return torch.stack(grams)
 
 
 def _gram_chunks(a: Table, b: Table, ma: Tensor, mb: Tensor, weights: Tensor | None) -> Tensor:
