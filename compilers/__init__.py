@@ -9,6 +9,7 @@ register it in :data:`MODELS` to reach it from the CLI by name.
 from circuitkg.compilers.base import KGEModel, cp_circuit
 from circuitkg.compilers.complex import ComplEx
 from circuitkg.compilers.cp import CP, DistMult
+from circuitkg.compilers.kronecker import KDDistMult, KDRelDistMult
 from circuitkg.compilers.registry import MODELS, create_model
 from circuitkg.compilers.rescal import RESCAL
 from circuitkg.compilers.transe import TransE
@@ -20,6 +21,8 @@ __all__ = [
     "RESCAL",
     "ComplEx",
     "DistMult",
+    "KDDistMult",
+    "KDRelDistMult",
     "KGEModel",
     "TransE",
     "TuckER",

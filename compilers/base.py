@@ -9,8 +9,15 @@ from torch import nn
 from circuitkg.errors import FormError
 from circuitkg.ir import Circuit, InputLayer, ProductLayer, SumLayer
 from circuitkg.params import FixedWeight, FreeTable, PositiveTable, Table, Weight
+from circuitkg.params.kronecker import kronecker_like
 
 KG_VARIABLES = ["s", "r", "o"]
+#: the table attributes that ``with_kronecker(which)`` reparameterises, by ``which``
+KRONECKER_TABLES = {
+    "entity": ("entity", "subject", "object"),
+    "relation": ("relation",),
+    "both": ("entity", "subject", "object", "relation"),
+}
 
 
 class KGEModel(nn.Module):
@@ -76,6 +83,24 @@ class KGEModel(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def with_kronecker(self, which: str) -> KGEModel:
+        """Reconstruct the entity and/or relation tables from Kronecker factors (paper 002).
+
+        ``which`` is ``"entity"``, ``"relation"`` or ``"both"``; each table attribute it names
+        (:data:`KRONECKER_TABLES`) is replaced by :func:`~circuitkg.params.kronecker.kronecker_like`
+        of it: same values, width and kind (free or positive), ``A[x] ⊗ A[x]`` for square widths.
+        Call it before the circuit is built (and before creating an optimiser); returns ``self``.
+        """
+        if which not in KRONECKER_TABLES:
+            raise ValueError(f"kronecker must be one of {sorted(KRONECKER_TABLES)}, got {which!r}")
+        if self._circuit is not None:
+            raise ValueError("with_kronecker must be called before the circuit is built")
+        for name in KRONECKER_TABLES[which]:
+            table = getattr(self, name, None)
+            if isinstance(table, Table):
+                setattr(self, name, kronecker_like(table))
+        return self
 
     # --- initialisation helpers ----------------------------------------------------------------
     def table(

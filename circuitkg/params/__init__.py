@@ -1,5 +1,6 @@
 """Parameterisations: how input-layer tables and sum-layer weights are computed."""
 
+from circuitkg.params.kronecker import KroneckerTable
 from circuitkg.params.tables import (
     ColumnView,
     ConstantTable,
@@ -29,6 +30,7 @@ __all__ = [
     "FreeWeight",
     "IndicatorTable",
     "KroneckerRowTable",
+    "KroneckerTable",
     "KroneckerWeight",
     "PositiveTable",
     "PositiveWeight",
