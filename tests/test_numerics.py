@@ -45,6 +45,8 @@ def test_zero_scores_give_finite_gradients():
     with torch.no_grad():
         model.object.weight[3] = 0.0  # φ(s, r, o=3) = 0 for every s, r
     compiled = ckg.compile(model)
-    loss = -compiled.log_conditional("o", s=torch.tensor([0, 1]), r=torch.tensor([1, 0]))[:, 0].sum()
+    loss = -compiled.log_conditional("o", s=torch.tensor([0, 1]), r=torch.tensor([1, 0]))[
+        :, 0
+    ].sum()
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())

@@ -1,0 +1,56 @@
+"""Training: objectives (PLL, MLE, 1-vs-all), N3, the training loop, configuration and checkpoints.
+
+>>> from circuitkg.train import TrainConfig, train
+>>> result = train(TrainConfig(dataset="nations", model="cp", form="squared", rank=8, epochs=1),
+...                progress=False, log=lambda line: None)
+>>> result.state.epoch
+1
+"""
+
+from circuitkg.eval.runner import EvaluationResult, evaluate
+from circuitkg.train.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    ModelSpec,
+    TrainState,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from circuitkg.train.config import ConfigError, TrainConfig
+from circuitkg.train.objectives import make_objective, mle_loss, one_vs_all_loss, pll_loss
+from circuitkg.train.regularisers import embedding_factors, n3
+from circuitkg.train.trainer import (
+    Trainer,
+    TrainingDivergedError,
+    TrainResult,
+    build_model,
+    init_from_checkpoint,
+    train,
+)
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "ConfigError",
+    "EvaluationResult",
+    "ModelSpec",
+    "TrainConfig",
+    "TrainResult",
+    "TrainState",
+    "Trainer",
+    "TrainingDivergedError",
+    "build_model",
+    "embedding_factors",
+    "evaluate",
+    "init_from_checkpoint",
+    "load_checkpoint",
+    "make_objective",
+    "mle_loss",
+    "n3",
+    "one_vs_all_loss",
+    "pll_loss",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "train",
+]

@@ -1,0 +1,334 @@
+"""The training loop: mini-batches, optimiser, N3, early stopping, checkpoints, NaN guard.
+
+One epoch visits the training triples once in an order drawn from a generator seeded by
+``config.seed`` (its state is checkpointed, so a resumed run continues with the same batches as an
+uninterrupted one). Every ``eval_every`` epochs the filtered validation MRR (both directions) is
+computed; the best parameters are kept and restored at the end, and training stops after
+``patience`` evaluations without improvement. With an output folder, ``<out>/last`` is written after
+every epoch (for :meth:`Trainer.resume`) and ``<out>/best`` whenever validation MRR improves (and at
+the end when there was no validation, or when a resumed run writes to a new folder).
+
+The NaN guard checks the loss before each backward pass and the parameters after each step; on a
+non-finite value it raises :class:`TrainingDivergedError` naming the epoch, step and parameter, and no
+checkpoint with that state is written (:func:`save_checkpoint` refuses non-finite tensors too).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from circuitkg.compile import compile as compile_
+from circuitkg.compilers import KGEModel, create_model
+from circuitkg.data import KnowledgeGraph, load
+from circuitkg.errors import CircuitKGError
+from circuitkg.eval.ranking import evaluate_ranking, keyword_scorer
+from circuitkg.executor import CompiledCircuit
+from circuitkg.train.checkpoint import (
+    CheckpointError,
+    TrainState,
+    load_checkpoint,
+    load_parameters,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from circuitkg.train.config import TrainConfig
+from circuitkg.train.initialisation import initialise
+from circuitkg.train.objectives import make_objective
+from circuitkg.train.regularisers import n3
+
+__all__ = [
+    "TrainResult",
+    "Trainer",
+    "TrainingDivergedError",
+    "build_model",
+    "init_from_checkpoint",
+    "train",
+]
+
+
+class TrainingDivergedError(CircuitKGError, FloatingPointError):
+    """The loss or a parameter became NaN or infinite; the message says where."""
+
+
+@dataclass
+class TrainResult:
+    """The trained model (best validation parameters restored), its compiled module and the
+    run's state; ``out`` is the output folder, if any."""
+
+    model: KGEModel
+    compiled: CompiledCircuit
+    config: TrainConfig
+    state: TrainState
+    out: Path | None
+
+
+def build_model(config: TrainConfig, kg: KnowledgeGraph) -> KGEModel:
+    """``create_model`` for ``kg``'s sizes after seeding torch with ``config.seed``, then
+    initialised with ``config.init``."""
+    torch.manual_seed(config.seed)
+    model = create_model(
+        config.model, kg.num_entities, kg.num_relations, config.rank, config.form,
+        **config.model_kwargs,
+    )  # fmt: skip
+    initialise(model, config.init)
+    model.circuit()
+    return model
+
+
+def init_from_checkpoint(model: KGEModel, path: str | os.PathLike[str]) -> list[str]:
+    """Copy a trained model's parameters into ``model`` (paper 004's ComplEx²★ initialisation).
+
+    The checkpoint must hold the same model family with the same sizes; its form may differ where
+    the parameters coincide (score and squared forms share the tables). Returns the names copied.
+    """
+    source = load_checkpoint(path)
+    spec = source.spec
+    ours = (model.name, model.num_entities, model.num_relations, model.rank)
+    theirs = (spec.name, spec.num_entities, spec.num_relations, spec.rank)
+    if ours != theirs:
+        raise CheckpointError(
+            f"cannot initialise {model.name} (entities={ours[1]}, relations={ours[2]}, rank={ours[3]}) "
+            f"from {source.path}: it holds {spec.name} (entities={theirs[1]}, relations={theirs[2]}, "
+            f"rank={theirs[3]})"
+        )
+    tensors = dict(source.model.named_parameters())
+    return load_parameters(model, tensors, source=f"{source.path} ({spec.form} form)")
+
+
+class Trainer:
+    """Trains ``model`` on ``kg`` as ``config`` says (see the module docstring).
+
+    ``out`` is the run folder for checkpoints (``None``: none written); ``progress`` shows a tqdm
+    bar with the running loss and triples/s; ``log`` receives one line per epoch.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        kg: KnowledgeGraph | None = None,
+        model: KGEModel | None = None,
+        *,
+        out: str | os.PathLike[str] | None = None,
+        progress: bool = True,
+        log: Callable[[str], None] | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.config = config
+        self.kg = kg if kg is not None else load(config.dataset, config.data_root)
+        self.device = torch.device(device)
+        self.model = (model if model is not None else build_model(config, self.kg)).to(self.device)
+        self.compiled = compile_(self.model)
+        self.objective = make_objective(
+            config.objective, pll_weights=config.pll_weights, loss=config.loss, alpha=config.alpha
+        )
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.param_names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        self.optimizer = _optimizer(config, self.params)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.state = TrainState()
+        self.out = Path(out) if out is not None else None
+        self.progress = progress
+        self.log = log if log is not None else tqdm.write
+        self.best_params: dict[str, Tensor] | None = None
+        self.train_triples = self.kg.train.to(self.device)
+
+    @classmethod
+    def resume(
+        cls,
+        path: str | os.PathLike[str],
+        kg: KnowledgeGraph | None = None,
+        *,
+        epochs: int | None = None,
+        out: str | os.PathLike[str] | None = None,
+        **kwargs,
+    ) -> Trainer:
+        """A trainer that continues the run saved at ``path`` (a run folder or its ``last/``).
+
+        Parameters, optimizer state, batch order, epoch counter and early-stopping state are
+        restored; ``epochs`` raises the total number of epochs. Checkpoints go to ``out``,
+        by default the run folder ``path`` came from.
+        """
+        path = Path(path)
+        if (path / "last").is_dir():
+            path = path / "last"
+        ckpt = load_checkpoint(path)
+        config = ckpt.config if epochs is None else ckpt.config.replace(epochs=epochs)
+        run_folder = ckpt.path.parent if ckpt.path.name in ("last", "best") else None
+        trainer = cls(config, kg, ckpt.model, out=out if out is not None else run_folder, **kwargs)
+        trainer.state = ckpt.state
+        if ckpt.optimizer_state is not None:
+            trainer.optimizer.load_state_dict(ckpt.optimizer_state)
+        if ckpt.generator_state is not None:
+            trainer.generator.set_state(ckpt.generator_state)
+        if ckpt.state.best_epoch is not None and run_folder is not None:
+            best = resolve_checkpoint(run_folder / "best")
+            trainer.best_params = _clone(dict(load_checkpoint(best).model.named_parameters()))
+        return trainer
+
+    # --- the loop ------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        """Train until ``config.epochs`` or early stopping; restore the best parameters."""
+        config = self.config
+        while self.state.epoch < config.epochs:
+            epoch = self.state.epoch + 1
+            record = self.train_epoch(epoch)
+            self.state.epoch = epoch
+            stop = False
+            if config.eval_every and epoch % config.eval_every == 0 and len(self.kg.valid):
+                record["valid_mrr"] = mrr = self.validation_mrr()
+                stop = self._update_best(mrr, epoch)
+            self.state.history.append(record)
+            self.log(_describe(record, config.epochs))
+            self._save("last")
+            if stop:
+                self.log(
+                    f"early stopping after epoch {epoch}: no improvement in {config.patience} "
+                    f"evaluations (best validation MRR {self.state.best_metric:.4f} at epoch "
+                    f"{self.state.best_epoch})"
+                )
+                break
+        if self.best_params is not None:
+            load_parameters(self.model, self.best_params, source="the best validation parameters")
+        if self.out is not None and (self.best_params is None or not (self.out / "best").exists()):
+            self._save("best")
+        return TrainResult(self.model, self.compiled, config, self.state, self.out)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training triples; returns the epoch's history record."""
+        config = self.config
+        self.compiled.train()
+        order = torch.randperm(len(self.train_triples), generator=self.generator)
+        order = order.to(self.device)
+        batches = torch.split(order, config.batch_size)
+        total_loss, seen, start = 0.0, 0, time.perf_counter()
+        bar = tqdm(
+            total=len(self.train_triples),
+            desc=f"epoch {epoch}/{config.epochs}",
+            unit="triple",
+            unit_scale=True,
+            leave=False,
+            disable=not self.progress,
+        )
+        with bar:
+            for i, index in enumerate(batches):
+                batch = self.train_triples[index]
+                loss = self._step(batch, epoch, i)
+                total_loss += loss * len(batch)
+                seen += len(batch)
+                bar.update(len(batch))
+                elapsed = time.perf_counter() - start
+                bar.set_postfix(
+                    loss=f"{total_loss / seen:.4f}", tps=f"{seen / elapsed:.0f}", refresh=False
+                )
+        seconds = time.perf_counter() - start
+        return {"epoch": epoch, "loss": total_loss / seen, "seconds": seconds,
+                "triples_per_second": seen / seconds}  # fmt: skip
+
+    def _step(self, batch: Tensor, epoch: int, index: int) -> float:
+        config = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.objective(self.compiled, batch)
+        if config.reg == "n3" and config.reg_weight > 0:
+            loss = loss + config.reg_weight * n3(self.model, batch)
+        where = f"epoch {epoch}, step {self.state.step + 1} (batch {index + 1} of the epoch)"
+        if not bool(torch.isfinite(loss)):
+            raise TrainingDivergedError(
+                f"training diverged at {where}: the loss is {loss.item()}; no checkpoint was "
+                "written for this state (try a lower --lr or a larger --reg weight)"
+            )
+        loss.backward()
+        self.optimizer.step()
+        self.state.step += 1
+        self._check_parameters(where)
+        return float(loss.detach())
+
+    def _check_parameters(self, where: str) -> None:
+        with torch.no_grad():
+            sums = torch.stack([p.sum() for p in self.params])
+            if bool(torch.isfinite(sums).all()):
+                return
+            for name, p in zip(self.param_names, self.params, strict=True):
+                if not bool(torch.isfinite(p).all()):
+                    raise TrainingDivergedError(
+                        f"training diverged at {where}: parameter {name!r} became NaN or infinite "
+                        "after the optimizer step; no checkpoint was written for this state "
+                        "(try a lower --lr or a larger --reg weight)"
+                    )
+
+    # --- validation and checkpoints ----------------------------------------------------------------
+    def validation_mrr(self) -> float:
+        """Filtered MRR on the validation split, both directions, realistic ties."""
+        self.compiled.eval()
+        result = evaluate_ranking(
+            keyword_scorer(self.compiled.score_all),
+            self.kg.valid.to(self.device),
+            known_triples=self.kg.known_triples().to(self.device),
+            num_entities=self.kg.num_entities,
+            batch_size=self.config.eval_batch_size,
+        )
+        return result.mrr
+
+    def _update_best(self, mrr: float, epoch: int) -> bool:
+        """Record a validation result; True when early stopping should stop now."""
+        state = self.state
+        if state.best_metric is None or mrr > state.best_metric:
+            state.best_metric, state.best_epoch, state.evals_since_best = mrr, epoch, 0
+            self.best_params = _clone(dict(self.model.named_parameters()))
+            self._save("best")
+            return False
+        state.evals_since_best += 1
+        return bool(self.config.patience) and state.evals_since_best >= self.config.patience
+
+    def _save(self, name: str) -> None:
+        if self.out is None:
+            return
+        save_checkpoint(
+            self.out / name, self.model, self.config, self.state, self.optimizer, self.generator
+        )
+
+
+def train(
+    config: TrainConfig,
+    kg: KnowledgeGraph | None = None,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    init_from: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    device: str | torch.device = "cpu",
+) -> TrainResult:
+    """Build the model ``config`` describes (optionally initialised from a checkpoint) and train it."""
+    kg = kg if kg is not None else load(config.dataset, config.data_root)
+    model = build_model(config, kg)
+    if init_from is not None:
+        init_from_checkpoint(model, init_from)
+    trainer = Trainer(config, kg, model, out=out, progress=progress, log=log, device=device)
+    return trainer.fit()
+
+
+def _optimizer(config: TrainConfig, params: list[Tensor]) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr)
+    return torch.optim.Adagrad(params, lr=config.lr)
+
+
+def _clone(params: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {name: p.detach().clone() for name, p in params.items()}
+
+
+def _describe(record: dict[str, float], epochs: int) -> str:
+    line = (
+        f"epoch {int(record['epoch'])}/{epochs}: loss {record['loss']:.4f}, "
+        f"{record['seconds']:.1f} s, {record['triples_per_second']:.0f} triples/s"
+    )
+    if "valid_mrr" in record:
+        line += f", valid MRR {record['valid_mrr']:.4f}"
+    return line
