@@ -215,9 +215,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", default="cp,complex")
+    parser.add_argument("--sizes", default=None, help="n:K pairs, e.g. 2000:100,15000:1000")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     grid = [(2000, 100)] if args.quick else [(2000, 100), (2000, 1000), (15000, 100), (15000, 1000)]
+    if args.sizes:
+        grid = [tuple(int(v) for v in pair.split(":")) for pair in args.sizes.split(",")]
     header = f"{'model':8} {'n':>6} {'K':>5}  {'query':28} {'floor ms':>9} {'ckg ms':>9} {'ckg/floor':>9}"
     header += "" if args.no_cirkit else f" {'cirkit ms':>10} {'cirkit/ckg':>10}"
     print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}")
