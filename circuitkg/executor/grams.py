@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from circuitkg.numerics import Scaled
-from circuitkg.params.tables import Table
+from circuitkg.params.tables import Table, view_of
 
 
 def _state(table: Table) -> tuple:
@@ -43,6 +43,11 @@ class _QueryGrams:
     def gram(self, a: Table, b: Table, weights: Tensor | None = None) -> Scaled:
         if weights is not None:
             return a.gram(b, weights=weights)
+        base_a, cols_a = view_of(a)
+        base_b, cols_b = view_of(b)
+        if (base_a is not a or base_b is not b) and base_a is base_b:
+            # views of one table (ComplEx's S and O layouts): gather from the base Gram, computed once
+            return self.gram(base_a, base_b).map(lambda v: v[:, cols_a][:, :, cols_b])
         key = (id(a), id(b))
         if key in self.memo:
             return self.memo[key]
