@@ -31,8 +31,8 @@ from circuitkg.constraints import DomainSchema, constrain
 
 import circuitkg as ckg
 from circuitkg.data import load
+from circuitkg.eval import semantic_at_k
 from circuitkg.eval.ranking import evaluate_ranking, keyword_scorer
-from circuitkg.eval.semantic import semantic_at_k
 from circuitkg.train import TrainConfig, Trainer
 
 KS = (1, 10, 100)

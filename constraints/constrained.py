@@ -279,8 +279,7 @@ class ConstrainedCircuit(nn.Module):
 
     def _unconstrained_log_mass(self, given: Mapping[str, Tensor]) -> Tensor:
         """``log Σ w φ²`` (or ``Σ w φ``) with ids and weight evidence: the executor's weighted evidence."""
-        evidence, _ = self.compiled._evidence(dict(given))
-        return self.compiled._log_unnormalised(evidence)
+        return self.compiled.log_mass(**given)
 
     def _allowed_full(self, ev: dict[str, Tensor]) -> Tensor:
         s_cls, o_cls = self.entity_class[ev["s"]], self.entity_class[ev["o"]]

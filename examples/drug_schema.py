@@ -18,8 +18,8 @@ import torch
 from circuitkg.constraints import biomedical_kg, constrain
 
 import circuitkg as ckg
+from circuitkg.eval import semantic_at_k
 from circuitkg.eval.ranking import evaluate_ranking, keyword_scorer
-from circuitkg.eval.semantic import semantic_at_k
 from circuitkg.train.objectives import pll_loss
 
 

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import circuitkg as ckg
+from circuitkg.eval import semantic_at_k
 from circuitkg.eval.ranking import keyword_scorer
-from circuitkg.eval.semantic import semantic_at_k
 
 
 class _Allowed:

@@ -1,4 +1,4 @@
-"""Evaluation: filtered link-prediction ranking, calibration and test log-likelihood."""
+"""Evaluation: filtered link-prediction ranking, calibration, test log-likelihood and Sem@k."""
 
 from circuitkg.eval.calibration import (
     ReliabilityTable,
@@ -15,12 +15,15 @@ from circuitkg.eval.ranking import (
     keyword_scorer,
     metrics_from_ranks,
 )
+from circuitkg.eval.semantic import AllowedEntities, SemanticResult, semantic_at_k
 
 __all__ = [
+    "AllowedEntities",
     "FilterIndex",
     "RankingResult",
     "ReliabilityTable",
     "ScoreAll",
+    "SemanticResult",
     "evaluate_ranking",
     "expected_calibration_error",
     "filtered_ranks",
@@ -28,4 +31,5 @@ __all__ = [
     "mean_log_likelihood",
     "metrics_from_ranks",
     "reliability_table",
+    "semantic_at_k",
 ]

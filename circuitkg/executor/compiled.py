@@ -126,8 +126,18 @@ class CompiledCircuit(nn.Module):
     def log_marginal(self, **given: EvidenceValue) -> Tensor:
         """``log p(given)``: the variables not given are summed out. Shape ``(B,)``."""
         self._require_normalised("log_marginal")
+        return self.log_mass(**given) - self.log_partition()
+
+    def log_mass(self, **given: EvidenceValue) -> Tensor:
+        """The unnormalised mass of ``given``: ``log Σ_{not given} w·φ`` or ``log Σ w·φ²``, ``(B,)``.
+
+        ``given`` holds ids or weight rows ``(B, |X|)`` (a weight row sums ``x`` with weights
+        ``w[x]``, a 0/1 row restricts ``x`` to a subset). ``log_mass()`` with nothing given is
+        ``log Z``; ``log_marginal = log_mass - log Z``. Same cost as :meth:`log_marginal`.
+        """
+        self._require_normalised("log_mass")
         evidence, _ = self._evidence(given)
-        return self._log_unnormalised(evidence) - self.log_partition()
+        return self._log_unnormalised(evidence)
 
     def log_conditional(self, target: str, **given: EvidenceValue) -> Tensor:
         """``log p(target = x | given)`` for every value ``x``: shape ``(B, |target|)``.
