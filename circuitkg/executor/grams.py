@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from circuitkg.executor.blocks import MAX_RUNS, BlockView
 from circuitkg.numerics import Scaled
-from circuitkg.params.tables import Table, view_of
+from circuitkg.params.tables import ColumnView, Table, view_of
 
 
 def _state(table: Table) -> tuple:
@@ -40,6 +41,18 @@ class _QueryGrams:
         self.cache = cache
         self.memo: dict[tuple[int, int], Scaled] = {}
 
+    def gram_blocks(self, a: Table, b: Table) -> BlockView | None:
+        """The Gram of two views of one base table as a lazy grid of base-Gram slices, or ``None``.
+
+        ``None`` when ``a`` and ``b`` are not both :class:`ColumnView` s of one base with at most
+        :data:`~circuitkg.executor.blocks.MAX_RUNS` contiguous runs each.
+        """
+        if not (isinstance(a, ColumnView) and isinstance(b, ColumnView)) or a.base is not b.base:
+            return None
+        if len(a.runs) > MAX_RUNS or len(b.runs) > MAX_RUNS:
+            return None
+        return BlockView(self.gram(a.base, b.base), tuple(a.runs), tuple(b.runs))
+
     def gram(self, a: Table, b: Table, weights: Tensor | None = None) -> Scaled:
         if weights is not None:
             return a.gram(b, weights=weights)
@@ -47,6 +60,9 @@ class _QueryGrams:
         base_b, cols_b = view_of(b)
         if (base_a is not a or base_b is not b) and base_a is base_b:
             # views of one table (ComplEx's S and O layouts): gather from the base Gram, computed once
+            blocks = self.gram_blocks(a, b)
+            if blocks is not None:
+                return blocks.dense()
             return self.gram(base_a, base_b).map(lambda v: v[:, cols_a][:, :, cols_b])
         key = (id(a), id(b))
         if key in self.memo:

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from circuitkg.errors import StructureError
+from circuitkg.executor.blocks import BlockView, block_product
 from circuitkg.executor.grams import _QueryGrams
 from circuitkg.executor.passes import Evidence, Plan, is_integrated
 from circuitkg.ir.layers import InputLayer, Layer, ProductLayer, SumLayer
@@ -63,7 +64,7 @@ class PairEvaluator:
     ) -> None:
         self.plan = plan
         self.evidence = evidence
-        self.memo: dict[tuple[int, int], Scaled | LazyPair] = {}
+        self.memo: dict[tuple[int, int], Scaled | LazyPair | BlockView] = {}
         self.grams = grams
         #: the target's input pairs are leaves ``P`` (one per table pair) for :meth:`target_adjoint`
         self.target, self.batch = target, batch
@@ -75,13 +76,13 @@ class PairEvaluator:
         return self.materialise(value)
 
     # --- recursion -------------------------------------------------------------------------------
-    def pair(self, a: Layer, b: Layer) -> Scaled | LazyPair:
+    def pair(self, a: Layer, b: Layer) -> Scaled | LazyPair | BlockView:
         key = (id(a), id(b))
         if key not in self.memo:
             self.memo[key] = self._pair(a, b)
         return self.memo[key]
 
-    def _pair(self, a: Layer, b: Layer) -> Scaled | LazyPair:
+    def _pair(self, a: Layer, b: Layer) -> Scaled | LazyPair | BlockView:
         if isinstance(a, SumLayer) or isinstance(b, SumLayer):
             return self._sum_pair(a, b)
         if isinstance(a, InputLayer) and isinstance(b, InputLayer) and a.variable == b.variable:
@@ -115,7 +116,7 @@ class PairEvaluator:
             out.append((a, b, g * factor))
         return root, out
 
-    def _input_pair(self, a: InputLayer, b: InputLayer) -> Scaled:
+    def _input_pair(self, a: InputLayer, b: InputLayer) -> Scaled | BlockView:
         if a.variable is not None and a.variable == self.target:
             key = (id(a.table), id(b.table))
             if key not in self.placeholders:
@@ -127,6 +128,10 @@ class PairEvaluator:
             return self.placeholders[key][2]
         value = None if a.variable is None else self.evidence[a.variable]
         if a.variable is not None and is_integrated(value):
+            if value is None:
+                blocks = self.grams.gram_blocks(a.table, b.table)
+                if blocks is not None:
+                    return blocks  # multiplied block by block in _product_pair
             return self.grams.gram(a.table, b.table, weights=value)
         index = (
             torch.zeros(1, dtype=torch.long, device=a.table.device)
@@ -174,10 +179,10 @@ class PairEvaluator:
                 "differently: the circuit is not structured-decomposable"
             )
         b_perm = [by_scope[c.scope] for c in a.children]
-        factors = [
-            self.materialise(self.pair(ca, b.children[j]))
-            for ca, j in zip(a.children, b_perm, strict=True)
-        ]
+        pairs = [self.pair(ca, b.children[j]) for ca, j in zip(a.children, b_perm, strict=True)]
+        if a.kind == b.kind == "hadamard" and all(isinstance(p, BlockView) for p in pairs):
+            return block_product(pairs).normalised()
+        factors = [self.materialise(p) for p in pairs]
         a_widths = [c.width for c in a.children]
         b_widths = [c.width for c in b.children]
         if a.kind == b.kind == "kronecker" and self.plan.is_lazy(a) and self.plan.is_lazy(b):
@@ -213,9 +218,11 @@ class PairEvaluator:
         eq = f"N{''.join(axes)},p{''.join(b_l)}->Nop"
         return Scaled(torch.einsum(eq, cur.value, wb), cur.log_scale + sb).normalised()
 
-    def materialise(self, value: Scaled | LazyPair) -> Scaled:
+    def materialise(self, value: Scaled | LazyPair | BlockView) -> Scaled:
         if isinstance(value, Scaled):
             return value
+        if isinstance(value, BlockView):
+            return value.dense()
         d = len(value.factors)
         a_l, b_l = _A[:d], _B[:d]
         b_in_a_order = "".join(b_l[value.b_perm.index(j)] for j in range(d))

@@ -1,0 +1,158 @@
+"""Block views of Gram matrices: Hadamard products of gathered Grams without the gathers.
+
+A :class:`~circuitkg.params.ColumnView` whose columns are contiguous runs of a base table (ComplEx
+reads ``[Re | Im]`` as four blocks of width ``K``) has the Gram matrix
+``G_view = G_base[rows][:, cols]``: a grid of slices of the base Gram. In a squared circuit such
+Grams meet in Hadamard product pairs, ``P = G_1[...] ⊙ G_2[...] ⊙ ...``. Gathering each factor first
+would copy ``(4K)²`` entries per factor and scatter them back in the backward pass. :class:`BlockView`
+keeps the slices lazy and :func:`block_product` multiplies them block by block straight from the
+base Grams: forward ``(d - 1)·R·C`` multiplications for ``d`` factors of an ``R x C`` result (what
+a hand-written product of slices costs), backward ``O(d·R·C)`` accumulated into the base gradients,
+with no ``(base size)`` zero tensor per slice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from circuitkg.numerics import Scaled
+
+Runs = tuple[tuple[int, int], ...]
+#: views with more runs per side than this are gathered (a Python loop per block would dominate)
+MAX_RUNS = 16
+
+
+@dataclass(frozen=True)
+class BlockView:
+    """``base[:, rows][:, :, cols]`` with ``rows``/``cols`` given as contiguous ``(start, stop)`` runs."""
+
+    base: Scaled
+    row_runs: Runs
+    col_runs: Runs
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return _length(self.row_runs), _length(self.col_runs)
+
+    def dense(self) -> Scaled:
+        """The gathered matrix ``(N, R, C)`` (gradient: block adds into the base)."""
+        return block_product([self])
+
+
+def block_product(views: list[BlockView]) -> Scaled:
+    """``⊙_f views[f]`` as a dense scaled tensor ``(N, R, C)``; all views must have one shape.
+
+    The scales add up; the value is not renormalised (the caller decides, as after any product).
+    """
+    shapes = {v.shape for v in views}
+    if len(shapes) != 1:
+        raise ValueError(f"block views of different shapes cannot be multiplied: {sorted(shapes)}")
+    row_segments = _segments([v.row_runs for v in views])
+    col_segments = _segments([v.col_runs for v in views])
+    value = _BlockProduct.apply(row_segments, col_segments, *[v.base.value for v in views])
+    n = value.shape[0]
+    log_scale = views[0].base.log_scale.expand(n)
+    for v in views[1:]:
+        log_scale = log_scale + v.base.log_scale.expand(n)
+    return Scaled(value, log_scale)
+
+
+def _length(runs: Runs) -> int:
+    return sum(stop - start for start, stop in runs)
+
+
+def _segments(runs_per_view: list[Runs]) -> list[tuple[int, int, tuple[int, ...]]]:
+    """Split the output axis where any view's run ends: ``(out_start, out_stop, base starts)``."""
+    cuts = set()
+    for runs in runs_per_view:
+        position = 0
+        for start, stop in runs:
+            position += stop - start
+            cuts.add(position)
+    segments, previous = [], 0
+    for cut in sorted(cuts):
+        starts = tuple(_base_position(runs, previous) for runs in runs_per_view)
+        segments.append((previous, cut, starts))
+        previous = cut
+    return segments
+
+
+def _base_position(runs: Runs, position: int) -> int:
+    """The base index of output position ``position`` of a view with ``runs``."""
+    for start, stop in runs:
+        if position < stop - start:
+            return start + position
+        position -= stop - start
+    raise IndexError(position)
+
+
+def _blocks(row_segments, col_segments):
+    for r0, r1, r_starts in row_segments:
+        for c0, c1, c_starts in col_segments:
+            yield (slice(r0, r1), slice(c0, c1)), [
+                (slice(rs, rs + r1 - r0), slice(cs, cs + c1 - c0))
+                for rs, cs in zip(r_starts, c_starts, strict=True)
+            ]
+
+
+class _BlockProduct(torch.autograd.Function):
+    """``out[:, block] = Π_f base_f[:, slice_f(block)]`` over a grid of blocks."""
+
+    @staticmethod
+    def forward(ctx, row_segments, col_segments, *bases: Tensor) -> Tensor:
+        ctx.segments = (row_segments, col_segments)
+        ctx.save_for_backward(*bases)
+        n = max(b.shape[0] for b in bases)
+        rows, cols = row_segments[-1][1], col_segments[-1][1]
+        out = bases[0].new_empty(n, rows, cols)
+        for (ro, co), slices in _blocks(row_segments, col_segments):
+            block = out[:, ro, co]
+            parts = [b[:, rs, cs] for b, (rs, cs) in zip(bases, slices, strict=True)]
+            if len(parts) == 1:
+                block.copy_(parts[0])
+                continue
+            torch.mul(parts[0], parts[1], out=block)
+            for p in parts[2:]:
+                block.mul_(p)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        row_segments, col_segments = ctx.segments
+        bases = ctx.saved_tensors
+        grads = [
+            torch.zeros_like(b) if needed else None
+            for b, needed in zip(bases, ctx.needs_input_grad[2:], strict=True)
+        ]
+        for (ro, co), slices in _blocks(row_segments, col_segments):
+            g = grad[:, ro, co]
+            parts = [b[:, rs, cs] for b, (rs, cs) in zip(bases, slices, strict=True)]
+            for f, others in enumerate(_leave_one_out(parts)):
+                if grads[f] is None:
+                    continue
+                contribution = g if others is None else g * others
+                if contribution.shape[0] != grads[f].shape[0]:
+                    contribution = contribution.sum(0, keepdim=True)
+                rs, cs = slices[f]
+                grads[f][:, rs, cs] += contribution
+        return (None, None, *grads)
+
+
+def _leave_one_out(parts: list[Tensor]) -> list[Tensor | None]:
+    """``Π_{g != f} parts[g]`` for every ``f`` (``None`` for a single factor), by prefix/suffix."""
+    d = len(parts)
+    if d == 1:
+        return [None]
+    prefix: list[Tensor | None] = [None] * d
+    suffix: list[Tensor | None] = [None] * d
+    for f in range(1, d):
+        prefix[f] = parts[0] if f == 1 else prefix[f - 1] * parts[f - 1]
+    for f in range(d - 2, -1, -1):
+        suffix[f] = parts[d - 1] if f == d - 2 else suffix[f + 1] * parts[f + 1]
+    out = []
+    for p, s in zip(prefix, suffix, strict=True):
+        out.append(s if p is None else p if s is None else p * s)
+    return out
