@@ -278,6 +278,7 @@ def main() -> None:
     parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "kg"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=None, help="datasets to run, e.g. umls")
+    parser.add_argument("--models", nargs="*", default=None, help="models to run, e.g. complex")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
     args = parser.parse_args()
@@ -286,7 +287,9 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     if args.part is not None and not args.write:
         for config in runs(args.part, args):
-            if args.only is None or config.dataset in args.only:
+            if (args.only is None or config.dataset in args.only) and (
+                args.models is None or config.model in args.models
+            ):
                 print(
                     f"{config.dataset} {config.model} {config.form} {config.objective}", flush=True
                 )
