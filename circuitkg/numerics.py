@@ -42,13 +42,28 @@ def unscaled():
         _state.unscaled = previous
 
 
-def robustly(compute: Callable[[], T], finite: Callable[[T], Tensor]) -> T:
-    """``compute()`` unscaled if ``finite(result)`` holds everywhere, else again with scaling."""
+def robustly(compute: Callable[[], T], finite: Callable[[T], bool]) -> T:
+    """``compute()`` unscaled if ``finite(result)``, else again with scaling."""
     with unscaled():
         result = compute()
-    if bool(finite(result).all()):
+    if finite(result):
         return result
     return compute()
+
+
+def all_finite(x: Tensor) -> bool:
+    """No NaN or infinity in ``x``. One sum first (``isfinite(x).all()`` is 15x slower on CPU);
+    the exact check only when the sum is not finite (overflow of a finite sum, or a true one)."""
+    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
+
+
+def abs_max(x: Tensor, dim: int | None = None) -> Tensor:
+    """``max |x|`` over everything or along ``dim``; NaN propagates.
+
+    ``aminmax`` rather than ``vector_norm(x, inf)``, which is over 10x slower on CPU.
+    """
+    lo, hi = torch.aminmax(x) if dim is None else torch.aminmax(x, dim=dim)
+    return torch.maximum(-lo, hi)
 
 
 def _row_view(log_scale: Tensor, ndim: int) -> Tensor:
@@ -98,7 +113,7 @@ class Scaled:
         if getattr(_state, "unscaled", False):
             return self
         v = self.value
-        m = torch.linalg.vector_norm(v.detach().reshape(v.shape[0], -1), float("inf"), dim=1)
+        m = abs_max(v.detach().reshape(v.shape[0], -1), dim=1)
         m = torch.where(m > 0, m, torch.ones_like(m))
         return Scaled(v / _row_view(m, v.ndim), self.log_scale + torch.log(m))
 

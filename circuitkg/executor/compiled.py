@@ -38,7 +38,7 @@ from circuitkg.executor.pairs import PairEvaluator
 from circuitkg.executor.passes import Evidence, Plan, adjoint, forward, is_integrated
 from circuitkg.executor.semirings import LinearSemiring, LogSemiring
 from circuitkg.ir.circuit import Circuit
-from circuitkg.numerics import Scaled, robustly, scaled_sum
+from circuitkg.numerics import Scaled, all_finite, robustly, scaled_sum
 
 FORMS = ("score", "monotone", "squared")
 #: ids (int or long tensor ``(B,)``) or summation weights (float tensor ``(B, |X|)`` or ``(|X|,)``)
@@ -103,7 +103,7 @@ class CompiledCircuit(nn.Module):
         evidence = self._full_evidence(x)
         if self.form == "monotone":
             return torch.exp(self._output(evidence)[:, 0])
-        return robustly(lambda: self._output(evidence).dense()[:, 0], _finite)
+        return robustly(lambda: self._output(evidence).dense()[:, 0], all_finite)
 
     def log_partition(self) -> Tensor:
         """``log Z``: ``log Σ_x φ(x)`` (monotone) or ``log Σ_x φ(x)²`` (squared); differentiable."""
@@ -115,7 +115,7 @@ class CompiledCircuit(nn.Module):
             lambda: (
                 PairEvaluator(self.plan, evidence, self.grams.query()).root().log_abs().reshape(())
             ),
-            _finite,
+            all_finite,
         )
 
     def log_prob(self, x: Tensor) -> Tensor:
@@ -207,7 +207,7 @@ class CompiledCircuit(nn.Module):
         """``log Σ_{unobserved} φ`` (monotone) or ``log Σ_{unobserved} φ²`` (squared)."""
         if self.form == "monotone":
             return self._log_unnormalised_plan(evidence)
-        return robustly(lambda: self._log_unnormalised_plan(evidence), _finite)
+        return robustly(lambda: self._log_unnormalised_plan(evidence), all_finite)
 
     def _log_unnormalised_plan(self, evidence: Evidence) -> Tensor:
         missing = [v for v, i in evidence.items() if is_integrated(i)]
@@ -248,7 +248,7 @@ class CompiledCircuit(nn.Module):
         """``φ`` (score), ``log φ`` (monotone) or ``log φ²`` (squared) over every target value."""
         if self.form == "monotone":
             return self._target_values_plan(target, evidence, batch)
-        return robustly(lambda: self._target_values_plan(target, evidence, batch), _finite)
+        return robustly(lambda: self._target_values_plan(target, evidence, batch), all_finite)
 
     def _target_values_plan(self, target: str, evidence: Evidence, batch: int) -> Tensor:
         coefs = self._coefficients(target, evidence, batch)
@@ -376,13 +376,9 @@ def _quadratic_rows(ta, q: Tensor, tb, budget: int = 2**24) -> Tensor:
     return torch.cat(out, dim=1)
 
 
-def _finite(x: Tensor) -> Tensor:
-    return torch.isfinite(x)
-
-
-def _finite_rows(x: Tensor) -> Tensor:
+def _finite_rows(x: Tensor) -> bool:
     """Log-masses: no NaN or +inf, and every row has some finite entry (-inf marks zero mass)."""
-    return ~torch.isnan(x).any(dim=-1) & torch.isfinite(x.amax(dim=-1))
+    return all_finite(x.amax(dim=-1))
 
 
 def _batch_size(evidence: Evidence) -> int:

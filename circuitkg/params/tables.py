@@ -26,7 +26,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from circuitkg.numerics import Scaled
+from circuitkg.numerics import Scaled, abs_max
 
 DEFAULT_CHUNK = 16384
 #: reductions whose largest entry falls outside this range are redone on prescaled tables
@@ -74,7 +74,7 @@ class Table(nn.Module):
     def abs_max(self) -> Tensor:
         """``max |T|`` (detached, at least the smallest positive float)."""
         with torch.no_grad():
-            m = max(torch.linalg.vector_norm(c, float("inf")) for c in self.chunks())
+            m = max(abs_max(c) for c in self.chunks())
         return m.clamp_min(torch.finfo(m.dtype).tiny)
 
     def gram(self, other: Table | None = None, weights: Tensor | None = None) -> Scaled:
@@ -145,7 +145,7 @@ class Table(nn.Module):
     def contract(self, coef: Scaled) -> Scaled:
         """``coef @ Tᵀ``: shape ``(B, V)``, one scale per row shared by all values."""
         value = _contract_chunks(self, coef.value, None)
-        top = torch.linalg.vector_norm(value.detach(), float("inf"))
+        top = abs_max(value.detach())
         if bool(torch.isfinite(top)) and float(top) > SAFE_RANGE[0]:
             return Scaled(value, coef.log_scale)  # fast path, see _robust
         m = self.abs_max()
@@ -203,7 +203,7 @@ def _robust(reduce, *tables: Table) -> Scaled:
     ref = tables[0]
     one = torch.ones((), dtype=ref.dtype, device=ref.device)
     value = reduce(*[one] * len(tables))
-    top = torch.linalg.vector_norm(value.detach(), float("inf"))
+    top = abs_max(value.detach())
     if bool(torch.isfinite(top)) and float(top) > SAFE_RANGE[0]:
         zeros = torch.zeros(value.shape[0], dtype=value.dtype, device=value.device)
         return Scaled(value, zeros).normalised()
@@ -273,7 +273,7 @@ class FreeTable(Table):
             yield from torch.split(self.weight, chunk_size)
 
     def abs_max(self) -> Tensor:
-        norm = torch.linalg.vector_norm(self.weight.detach(), float("inf"))
+        norm = abs_max(self.weight.detach())
         return norm.clamp_min(torch.finfo(self.weight.dtype).tiny)
 
 
@@ -351,10 +351,11 @@ class ColumnView(Table):
         self.runs = _contiguous_runs(columns.tolist())
 
     def _select(self, x: Tensor) -> Tensor:
-        # contiguous runs (ComplEx: four blocks) are sliced and concatenated: cheaper than a gather,
-        # and their backward is a slice instead of a scatter
+        # contiguous runs (ComplEx: four blocks) are copied block by block and their gradients added
+        # back block by block: cheaper than a gather and its scatter, or a cat of slices whose
+        # backward fills a zero tensor of the base width per slice
         if len(self.runs) <= 16:
-            return torch.cat([x[..., a:b] for a, b in self.runs], dim=-1)
+            return _SelectRuns.apply(x, self.runs)
         return x.index_select(-1, self.columns)
 
     def rows(self, index: Tensor) -> Tensor:
@@ -388,6 +389,24 @@ class ColumnView(Table):
         folded = coef.value.new_zeros(coef.value.shape[0], self.base.width)
         folded = folded.index_add(1, self.columns, coef.value)
         return self.base.contract(Scaled(folded, coef.log_scale))
+
+
+class _SelectRuns(torch.autograd.Function):
+    """``cat([x[..., a:b] for a, b in runs], -1)`` whose backward adds the blocks into one zero tensor."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, runs: list[tuple[int, int]]) -> Tensor:
+        ctx.runs, ctx.width = runs, x.shape[-1]
+        return torch.cat([x[..., a:b] for a, b in runs], dim=-1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        out = grad.new_zeros((*grad.shape[:-1], ctx.width))
+        position = 0
+        for a, b in ctx.runs:
+            out[..., a:b] += grad[..., position : position + b - a]
+            position += b - a
+        return out, None
 
 
 def _contiguous_runs(columns: list[int]) -> list[tuple[int, int]]:
