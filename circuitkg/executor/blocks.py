@@ -92,10 +92,13 @@ def _base_position(runs: Runs, position: int) -> int:
 def _blocks(row_segments, col_segments):
     for r0, r1, r_starts in row_segments:
         for c0, c1, c_starts in col_segments:
-            yield (slice(r0, r1), slice(c0, c1)), [
-                (slice(rs, rs + r1 - r0), slice(cs, cs + c1 - c0))
-                for rs, cs in zip(r_starts, c_starts, strict=True)
-            ]
+            yield (
+                (slice(r0, r1), slice(c0, c1)),
+                [
+                    (slice(rs, rs + r1 - r0), slice(cs, cs + c1 - c0))
+                    for rs, cs in zip(r_starts, c_starts, strict=True)
+                ],
+            )
 
 
 class _BlockProduct(torch.autograd.Function):
@@ -114,7 +117,7 @@ class _BlockProduct(torch.autograd.Function):
             if len(parts) == 1:
                 block.copy_(parts[0])
                 continue
-            torch.mul(parts[0], parts[1], out=block)
+            torch.mul(parts[0].expand_as(block), parts[1], out=block)
             for p in parts[2:]:
                 block.mul_(p)
         return out
