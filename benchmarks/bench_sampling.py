@@ -4,6 +4,8 @@ Run from the repository root::
 
     python benchmarks/bench_sampling.py throughput --rank 200 --num-samples 256 --stages o,r,s
     python benchmarks/bench_sampling.py ktd --dataset umls --rank 50 --epochs 20
+    CIRCUITKG_DATA=../shared/data/kg python benchmarks/bench_sampling.py ktd --dataset fb15k-237 \
+        --rank 50 --epochs 1 --batch-size 1000 --threads 1
 
 ``throughput`` uses **random parameters** (the default squared initialisation): throughput does not
 depend on training. It times the chain-rule sampler stage by stage through the public API:
@@ -87,7 +89,13 @@ def ktd(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     kg = load(args.dataset)
-    base = TrainConfig(dataset=args.dataset, model="complex", rank=args.rank, epochs=args.epochs)
+    base = TrainConfig(
+        dataset=args.dataset,
+        model="complex",
+        rank=args.rank,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+    )
     quiet = {"progress": False, "log": lambda line: None}
     features = train(base.replace(form="score", objective="ce"), kg, **quiet).model
     gen = torch.Generator().manual_seed(2)
@@ -142,6 +150,7 @@ def main() -> None:
     k.add_argument("--dataset", default="umls")
     k.add_argument("--rank", type=int, default=50)
     k.add_argument("--epochs", type=int, default=20)
+    k.add_argument("--batch-size", type=int, default=256)
     k.add_argument("--num-samples", type=int, default=10_000)
     k.add_argument("--num-subsets", type=int, default=10)
     k.add_argument("--subset-size", type=int, default=10_000)
