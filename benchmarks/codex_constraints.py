@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--timing-only", action="store_true", help="only time log Z, no training")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -105,6 +106,8 @@ def main() -> None:
         t_plain = time_log_z(probe.compiled.log_partition, args.repeats)
         t_constrained = time_log_z(probe.log_partition, args.repeats)
         print(f"  log Z fwd+bwd: {t_plain * 1e3:.1f} ms, constrained {t_constrained * 1e3:.1f} ms")
+        if args.timing_only:
+            continue
         runs = [
             ("ComplEx", "score", "ce", False),
             ("ComplEx²", "squared", "pll", False),

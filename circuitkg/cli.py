@@ -1,10 +1,13 @@
-"""The ``circuitkg`` command: ``train``, ``evaluate``, ``predict`` and ``info``.
+"""The ``circuitkg`` command: ``train``, ``evaluate``, ``predict``, ``sample`` and ``info``.
 
 ``circuitkg train --dataset umls --model complex --form squared`` trains with the defaults of
 :class:`~circuitkg.train.TrainConfig`, prints the test metrics and, with ``--out DIR``, writes the
-checkpoints ``DIR/best`` and ``DIR/last`` and ``DIR/metrics.json``. Unknown names (model, form,
-dataset, entity, relation) and unusable checkpoints end with a one-line message and exit code 2;
-a diverged run with exit code 1.
+checkpoints ``DIR/best`` and ``DIR/last`` and ``DIR/metrics.json``. With ``--schema FILE`` (a JSON
+domain schema) the model is trained and evaluated conditioned on the schema; the checkpoint records
+the schema's path, so ``evaluate``, ``predict`` and ``sample`` on it apply the schema again
+(``--schema`` there overrides the recorded path, or conditions an unconstrained model post hoc).
+Unknown names (model, form, dataset, entity, relation), unusable checkpoints or schemas and queries
+a schema forbids end with a one-line message and exit code 2; a diverged run with exit code 1.
 """
 
 from __future__ import annotations
@@ -12,24 +15,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from circuitkg.compile import compile as compile_
 from circuitkg.compilers import MODELS, create_model
+from circuitkg.constraints import ConstrainedCircuit, SchemaError, constrain
 from circuitkg.data import EXTERNAL_DATASETS, SHIPPED_DATASETS, KnowledgeGraph, load
-from circuitkg.errors import CircuitKGError
+from circuitkg.errors import CircuitKGError, EvidenceError
 from circuitkg.eval.runner import evaluate, triple_probabilities
+from circuitkg.executor import CompiledCircuit
+from circuitkg.sampling.io import KG_VARIABLES, resolve_given, write_samples_tsv
 from circuitkg.train import (
+    Checkpoint,
     TrainConfig,
     Trainer,
     TrainingDivergedError,
     init_from_checkpoint,
     load_checkpoint,
 )
-from circuitkg.train.config import ConfigError, check_choice
-from circuitkg.train.trainer import build_model
+from circuitkg.train.config import SCHEMA_VIOLATIONS, ConfigError, check_choice
+from circuitkg.train.trainer import bind_schema, build_model, load_schema
 
 FORMS = ("score", "monotone", "squared")
 #: CLI flags that map one-to-one onto TrainConfig fields
@@ -50,7 +60,10 @@ _TRAIN_FIELDS = {
     "loss": "loss",
     "alpha": "alpha",
     "init": "init",
+    "schema_violations": "schema_violations",
 }
+#: a compiled model, or one conditioned on a domain schema: both answer the queries used here
+Queryable = CompiledCircuit | ConstrainedCircuit
 
 
 #: torch's own thread count, used unless --threads is given
@@ -63,6 +76,17 @@ SMALL_GRAPH = 5000
 
 class UsageError(CircuitKGError):
     """A command-line option has an unusable value."""
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint ready for queries: its dataset, its compiled circuit (conditioned on
+    ``schema`` when that is not ``None``) and the checkpoint itself."""
+
+    checkpoint: Checkpoint
+    kg: KnowledgeGraph
+    circuit: Queryable
+    schema: Path | None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,9 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # --- commands ------------------------------------------------------------------------------------
 def _train(args: argparse.Namespace) -> int:
+    """Train a model (or resume a run), print the test metrics, write checkpoints with --out."""
     log = print if args.quiet else None
     if args.resume:
-        kg = _load_dataset(load_checkpoint(args.resume).config.dataset, args.data_root)
+        resumed = load_checkpoint(args.resume).config
+        kg = _load_dataset(resumed.dataset, args.data_root or resumed.data_root)
         trainer = Trainer.resume(
             args.resume, kg, epochs=args.epochs, out=args.out, progress=not args.quiet, log=log
         )
@@ -97,18 +123,19 @@ def _train(args: argparse.Namespace) -> int:
         if args.init_from:
             copied = init_from_checkpoint(model, args.init_from)
             print(f"initialised {', '.join(copied)} from {args.init_from}")
+        trainer = Trainer(config, kg, model, out=args.out, progress=not args.quiet, log=log)
+        under = f" under the schema {config.schema}" if config.schema else ""
         print(
             f"training {config.model} ({config.form}, rank {config.rank}, "
-            f"{model.num_parameters():,} parameters) on {kg!r} with {config.objective}"
+            f"{model.num_parameters():,} parameters) on {trainer.kg!r} with {config.objective}{under}"
         )
-        trainer = Trainer(config, kg, model, out=args.out, progress=not args.quiet, log=log)
     result = trainer.fit()
     state = result.state
     seconds = sum(r["seconds"] for r in state.history)
     print(f"trained {state.epoch} epochs in {seconds:.1f} s of training steps")
     if state.best_epoch is not None:
         print(f"best validation MRR {state.best_metric:.4f} at epoch {state.best_epoch}")
-    report = evaluate(result.compiled, kg, "test", batch_size=result.config.eval_batch_size)
+    report = evaluate(result.compiled, trainer.kg, "test", batch_size=result.config.eval_batch_size)
     print(report)
     if result.out is not None:
         metrics = {"test": report.as_dict(), "best_valid_mrr": state.best_metric}
@@ -119,29 +146,58 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.checkpoint)
-    kg = _load_dataset(ckpt.config.dataset, args.data_root or ckpt.config.data_root)
-    report = evaluate(ckpt.model, kg, args.split, calibration=not args.no_calibration)
-    print(f"{ckpt.spec.name} ({ckpt.spec.form}, rank {ckpt.spec.rank}) from {ckpt.path}")
+    """Print ranking, log-likelihood and calibration metrics of a checkpoint on one split."""
+    loaded = load_for_queries(args.checkpoint, args.data_root, args.schema)
+    report = evaluate(loaded.circuit, loaded.kg, args.split, calibration=not args.no_calibration)
+    print(_describe_checkpoint(loaded))
     print(report)
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.checkpoint)
-    kg = _load_dataset(ckpt.config.dataset, args.data_root or ckpt.config.data_root)
-    compiled = compile_(ckpt.model).eval()
-    r = torch.tensor([kg.relation_id(args.r)])
-    s = torch.tensor([kg.entity_id(args.s)]) if args.s is not None else None
-    o = torch.tensor([kg.entity_id(args.o)]) if args.o is not None else None
-    kind = "p" if compiled.normalised else "softmax of scores"
+    """Print the top-k completions of (s, r, ?) or (?, r, o), or the probabilities of (s, r, o)."""
+    if args.s is None and args.o is None:
+        raise UsageError("predict needs --s, --o or both (with --r)")
+    if args.k < 1:
+        raise UsageError(f"-k must be positive, got {args.k}")
+    loaded = load_for_queries(args.checkpoint, args.data_root, args.schema)
+    names = {"s": args.s, "r": args.r, "o": args.o}
+    ids = resolve_given(loaded.kg, {v: name for v, name in names.items() if name is not None})
+    _check_allowed(loaded.circuit, ids, names)
     with torch.no_grad():
-        if s is not None and o is not None:
-            _print_triple(compiled, kg, s, r, o, kind)
-        elif s is not None or o is not None:
-            _print_top_k(compiled, kg, s, r, o, args.k, kind)
+        if args.s is not None and args.o is not None:
+            _print_triple(loaded, ids)
         else:
-            raise UsageError("predict needs --s, --o or both (with --r)")
+            _print_top_k(loaded, ids, args.k)
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    """Write exact samples of a checkpoint's distribution as name triples (TSV) to --out or stdout;
+    a one-line summary goes to stderr."""
+    if args.n < 0:
+        raise UsageError(f"-n must be non-negative, got {args.n}")
+    given = parse_given(args.given or [])
+    loaded = load_for_queries(args.checkpoint, args.data_root, args.schema)
+    if loaded.circuit.form == "score":
+        raise UsageError(
+            f"checkpoint {loaded.checkpoint.path} holds a score-form model, which is unnormalised "
+            "and cannot be sampled; train it with --form squared or --form monotone"
+        )
+    generator = torch.Generator().manual_seed(args.seed)
+    to_stdout = args.out in (None, "-")
+    start = time.perf_counter()
+    write_samples_tsv(
+        loaded.circuit, loaded.kg, args.n, sys.stdout if to_stdout else args.out, given, generator
+    )
+    seconds = time.perf_counter() - start
+    rate = args.n / seconds if seconds > 0 else float("inf")
+    where = "" if to_stdout else f" to {args.out}"
+    under = f" under the schema {loaded.schema}" if loaded.schema else ""
+    print(
+        f"sampled {args.n} triples in {seconds:.2f} s ({rate:.0f} samples/s){where}{under}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -157,6 +213,59 @@ def _info(args: argparse.Namespace) -> int:
             model = create_model(args.model, kg.num_entities, kg.num_relations, args.rank, form)
             print(f"{args.model} ({form}, rank {args.rank}): {model.num_parameters():,} parameters")
     return 0
+
+
+# --- checkpoints, schemas and queries -------------------------------------------------------------
+def load_for_queries(
+    checkpoint: str, data_root: str | None = None, schema: str | None = None
+) -> LoadedCheckpoint:
+    """Load ``checkpoint``, its dataset and its compiled model, conditioned on a domain schema:
+    ``schema`` if given, else the one the run was trained with (if any)."""
+    ckpt = load_checkpoint(checkpoint)
+    kg = _load_dataset(ckpt.config.dataset, data_root or ckpt.config.data_root)
+    compiled = compile_(ckpt.model).eval()
+    path = schema if schema is not None else ckpt.config.schema
+    if path is None:
+        return LoadedCheckpoint(ckpt, kg, compiled, None)
+    path = Path(path)
+    if schema is None and not path.is_file():
+        raise SchemaError(
+            f"checkpoint {ckpt.path} was trained under the schema {path}, which does not exist; "
+            "pass --schema FILE to give its new location"
+        )
+    bound = bind_schema(load_schema(path), kg)
+    return LoadedCheckpoint(ckpt, kg, constrain(compiled, bound).eval(), path)
+
+
+def parse_given(items: Sequence[str]) -> dict[str, str]:
+    """``["s=NAME", "r=NAME"]`` to ``{"s": "NAME", "r": "NAME"}``; malformed items raise
+    :class:`UsageError`."""
+    given: dict[str, str] = {}
+    for item in items:
+        var, sep, name = item.partition("=")
+        var = var.strip()
+        if not sep or var not in KG_VARIABLES or not name:
+            raise UsageError(f"--given takes VAR=NAME with VAR one of s, r, o; got {item!r}")
+        if var in given:
+            raise UsageError(f"--given sets {var!r} twice ({given[var]!r} and {name!r})")
+        given[var] = name
+    return given
+
+
+def _describe_checkpoint(loaded: LoadedCheckpoint) -> str:
+    spec = loaded.checkpoint.spec
+    under = f" under the schema {loaded.schema}" if loaded.schema else ""
+    return f"{spec.name} ({spec.form}, rank {spec.rank}) from {loaded.checkpoint.path}{under}"
+
+
+def _check_allowed(circuit: Queryable, ids: dict[str, int], names: dict[str, str | None]) -> None:
+    """Raise :class:`EvidenceError` when a schema forbids the query ``names`` (ids ``ids``)."""
+    if not isinstance(circuit, ConstrainedCircuit):
+        return
+    reason = circuit.bound.explain(**{v: ids.get(v) for v in KG_VARIABLES})
+    if reason is not None:
+        shown = ", ".join(names[v] or "?" for v in KG_VARIABLES)
+        raise EvidenceError(f"the schema forbids ({shown}): {reason}")
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -176,6 +285,11 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
             values["reg_weight"] = _float("--reg weight", args.reg[1])
     if args.pll_weights is not None:
         values["pll_weights"] = tuple(args.pll_weights)
+    if args.schema is not None:
+        path = Path(args.schema)
+        if not path.is_file():
+            raise SchemaError(f"schema file {path} does not exist")
+        values["schema"] = str(path.resolve())  # checkpoints record where to find it again
     return TrainConfig(**values)
 
 
@@ -198,33 +312,57 @@ def _float(what: str, text: str) -> float:
         raise ConfigError(f"{what} must be a number, got {text!r}") from None
 
 
-def _print_top_k(compiled, kg: KnowledgeGraph, s, r, o, k: int, kind: str) -> None:
-    target = "o" if s is not None else "s"
-    given = {"s": s, "r": r} if target == "o" else {"r": r, "o": o}
-    probs = compiled.log_conditional(target, **given)[0].exp()
+def _kind(circuit: Queryable) -> str:
+    """What the printed numbers are: probabilities, or softmaxes of scores (score form)."""
+    return "p" if circuit.form != "score" else "softmax of scores"
+
+
+def _top_k(circuit: Queryable, target: str, ids: dict[str, int], k: int) -> list[tuple[int, float]]:
+    """``(id, probability)`` of the ``k`` most probable values of ``target``; a constrained
+    circuit lists only the values its schema allows (probability > 0)."""
+    if isinstance(circuit, ConstrainedCircuit):
+        return [(p.id, p.probability) for p in circuit.topk(target, k, **ids)]
+    given = {v: torch.tensor([i]) for v, i in ids.items()}
+    probs = circuit.log_conditional(target, **given)[0].exp()
     top = torch.topk(probs, min(k, len(probs)))
+    return list(zip(top.indices.tolist(), top.values.tolist(), strict=True))
+
+
+def _print_top_k(loaded: LoadedCheckpoint, ids: dict[str, int], k: int) -> None:
+    kg, circuit = loaded.kg, loaded.circuit
+    target = "o" if "s" in ids else "s"
+    top = _top_k(circuit, target, ids, k)
     known = {tuple(t) for t in kg.known_triples().tolist()}
-    rel = kg.id_to_relation[int(r)]
-    anchor = kg.id_to_entity[int(s if s is not None else o)]
+    rel = kg.id_to_relation[ids["r"]]
+    anchor = kg.id_to_entity[ids["s" if target == "o" else "o"]]
     query = f"({anchor}, {rel}, ?)" if target == "o" else f"(?, {rel}, {anchor})"
-    print(f"top {len(top.indices)} for {query}; {kind}({target} | ...); * = known true triple")
-    for rank, (p, e) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True), 1):
-        triple = (int(s), int(r), e) if target == "o" else (e, int(r), int(o))
+    note = ""
+    if loaded.schema is not None:
+        note = f" under the schema {loaded.schema}"
+        note += f" (only {len(top)} allowed)" if len(top) < k else ""
+    print(
+        f"top {len(top)} for {query}; {_kind(circuit)}({target} | ...){note}; * = known true triple"
+    )
+    for rank, (e, p) in enumerate(top, 1):
+        triple = (ids["s"], ids["r"], e) if target == "o" else (e, ids["r"], ids["o"])
         mark = "*" if triple in known else " "
         print(f"{rank:>4}. {p:.4f} {mark} {kg.id_to_entity[e]}")
 
 
-def _print_triple(compiled, kg: KnowledgeGraph, s, r, o, kind: str) -> None:
-    names = (kg.id_to_entity[int(s)], kg.id_to_relation[int(r)], kg.id_to_entity[int(o)])
-    print(f"triple ({', '.join(names)})")
-    p_o = compiled.log_conditional_of("o", o, s=s, r=r).exp().item()
-    p_s = compiled.log_conditional_of("s", s, r=r, o=o).exp().item()
+def _print_triple(loaded: LoadedCheckpoint, ids: dict[str, int]) -> None:
+    kg, circuit, kind = loaded.kg, loaded.circuit, _kind(loaded.circuit)
+    s, r, o = (torch.tensor([ids[v]]) for v in KG_VARIABLES)
+    names = (kg.id_to_entity[ids["s"]], kg.id_to_relation[ids["r"]], kg.id_to_entity[ids["o"]])
+    under = f" under the schema {loaded.schema}" if loaded.schema is not None else ""
+    print(f"triple ({', '.join(names)}){under}")
+    p_o = circuit.log_conditional_of("o", o, s=s, r=r).exp().item()
+    p_s = circuit.log_conditional_of("s", s, r=r, o=o).exp().item()
     print(f"  {kind}(o | s, r) = {p_o:.4g}")
     print(f"  {kind}(s | r, o) = {p_s:.4g}")
     triple = torch.stack([s, r, o], dim=1)
-    if compiled.normalised:
-        print(f"  log p(s, r, o) = {compiled.log_prob(triple).item():.4f}")
-    print(f"  P(true) = {triple_probabilities(compiled, triple).item():.4f}")
+    if circuit.form != "score":
+        print(f"  log p(s, r, o) = {circuit.log_prob(triple).item():.4f}")
+    print(f"  P(true) = {triple_probabilities(circuit, triple).item():.4f}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -263,6 +401,12 @@ def _parser() -> argparse.ArgumentParser:
     option("--seed", "seed of initialisation and batch order", type=int)
     option("--eval-every", "epochs between validations (0: none)", type=int)
     option("--patience", "validations without improvement before stopping (0: never)", type=int)
+    t.add_argument("--schema", default=None, metavar="FILE", help=_SCHEMA_HELP + _SCHEMA_TRAIN)
+    option(
+        "--schema-violations",
+        "training triples that break the schema: error (stop, showing examples) or drop them",
+        choices=SCHEMA_VIOLATIONS,
+    )
     t.add_argument("--out", default=None, help="run folder for checkpoints and metrics.json")
     t.add_argument(
         "--resume", default=None, metavar="CKPT", help="continue a run (folder or last/)"
@@ -279,23 +423,53 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(handler=_train)
 
-    e = sub.add_parser("evaluate", help="evaluate a checkpoint")
+    e = sub.add_parser(
+        "evaluate",
+        help="evaluate a checkpoint",
+        description="Filtered MRR/Hits@k, mean log-likelihood and ECE of a checkpoint on a split.",
+    )
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--split", default="test")
     e.add_argument("--data-root", default=None)
     e.add_argument("--no-calibration", action="store_true")
-    e.add_argument("--threads", type=int, default=None)
+    _query_options(e)
     e.set_defaults(handler=_evaluate)
 
-    p = sub.add_parser("predict", help="top-k completions of (s, r, ?) or (?, r, o) by name")
+    p = sub.add_parser(
+        "predict",
+        help="top-k completions of (s, r, ?) or (?, r, o) by name",
+        description="With --s or --o: the k most probable completions by name, with probabilities; "
+        "with both: p(o | s, r), p(s | r, o), log p(s, r, o) and P(true) of the triple.",
+    )
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--s", default=None, help="subject name")
     p.add_argument("--r", required=True, help="relation name")
     p.add_argument("--o", default=None, help="object name")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--data-root", default=None)
-    p.add_argument("--threads", type=int, default=None)
+    _query_options(p)
     p.set_defaults(handler=_predict)
+
+    sa = sub.add_parser(
+        "sample",
+        help="exact samples of a checkpoint's distribution as name triples (TSV)",
+        description="Draw exact samples (s, r, o) from a squared or monotone checkpoint and write "
+        "them as subject<TAB>relation<TAB>object lines; a summary (n, seconds, samples/s) goes to "
+        "stderr.",
+    )
+    sa.add_argument("--checkpoint", required=True)
+    sa.add_argument("-n", type=int, required=True, help="number of samples")
+    sa.add_argument(
+        "--given",
+        action="append",
+        metavar="VAR=NAME",
+        help="fix a variable (VAR: s, r or o) to a name; repeatable, e.g. --given r=treats",
+    )
+    sa.add_argument("--out", default=None, metavar="FILE", help="TSV file (default or -: stdout)")
+    sa.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
+    sa.add_argument("--data-root", default=None)
+    _query_options(sa)
+    sa.set_defaults(handler=_sample)
 
     i = sub.add_parser("info", help="dataset statistics and model sizes")
     i.add_argument("--dataset", required=True)
@@ -306,6 +480,25 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--threads", type=int, default=None)
     i.set_defaults(handler=_info)
     return parser
+
+
+_SCHEMA_HELP = (
+    "JSON domain schema (entity types and relation signatures, see "
+    "circuitkg.constraints.io; convert a pair of TSV files with "
+    "DomainSchema.from_tsv(...).to_json(...)); triples that break it get probability 0"
+)
+_SCHEMA_TRAIN = "; the model is trained and evaluated conditioned on it (D-ComplEx²)"
+
+
+def _query_options(parser: argparse.ArgumentParser) -> None:
+    """``--schema`` and ``--threads`` of the commands that query a checkpoint."""
+    parser.add_argument(
+        "--schema",
+        default=None,
+        metavar="FILE",
+        help=_SCHEMA_HELP + " (default: the schema the checkpoint was trained under, if any)",
+    )
+    parser.add_argument("--threads", type=int, default=None)
 
 
 if __name__ == "__main__":

@@ -226,13 +226,10 @@ class ConstrainedCircuit(nn.Module):
         for squared and monotone models alike: ``p(s)``, ``p(r | s)`` per distinct ``s``,
         ``p(o | s, r)`` per distinct ``(s, r)``.
         """
-        from circuitkg.sampling import sample_sequential
-        from circuitkg.sampling.categorical import normalise_given
+        from circuitkg.sampling import sample
 
         self._require_normalised("sampling")
-        evidence = normalise_given(self.variables, self.domains, given, num_samples, self.device)
-        with torch.no_grad():
-            return sample_sequential(self, int(num_samples), evidence, generator)
+        return sample(self, num_samples, given=dict(given or {}), generator=generator)
 
     # --- plans -------------------------------------------------------------------------------------
     def _log_mass(self, ev: dict[str, Tensor | None], batch: int) -> Tensor:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from circuitkg.cli import main
+from circuitkg.data import load
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -73,6 +74,81 @@ def test_predict_top_k_by_name(run, capsys):
     )
     out = capsys.readouterr().out
     assert "p(o | s, r)" in out and "log p(s, r, o)" in out
+
+
+@pytest.fixture(scope="module")
+def score_run(tmp_path_factory):
+    """A one-epoch score-form run: unnormalised, so it cannot be sampled."""
+    out = tmp_path_factory.mktemp("score")
+    code = main(
+        ["train", "--dataset", "nations", "--model", "cp", "--form", "score", "--objective", "ce",
+         "--rank", "4", "--epochs", "1", "--eval-every", "0", "--out", str(out), "--quiet"]
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
+def sample_lines(capsys, args):
+    assert main(["sample", *args]) == 0
+    captured = capsys.readouterr()
+    return captured.out.splitlines(), captured.err
+
+
+def test_sample_writes_n_named_triples(run, capsys):
+    lines, err = sample_lines(capsys, ["--checkpoint", str(run), "-n", "300"])
+    assert len(lines) == 300
+    kg = load("nations")
+    for line in lines:
+        s, r, o = line.split("\t")
+        assert s in kg.entity_to_id and r in kg.relation_to_id and o in kg.entity_to_id
+    assert err.startswith("sampled 300 triples in ") and "samples/s" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_sample_respects_given_variables(run, capsys):
+    args = ["--checkpoint", str(run), "-n", "200", "--given", "s=usa", "--given", "r=embassy"]
+    lines, _ = sample_lines(capsys, args)
+    rows = [line.split("\t") for line in lines]
+    assert len(rows) == 200 and all(row[:2] == ["usa", "embassy"] for row in rows)
+    assert len({row[2] for row in rows}) > 1  # the object is drawn
+    lines, _ = sample_lines(capsys, ["--checkpoint", str(run), "-n", "200", "--given", "o=uk"])
+    assert all(line.endswith("\tuk") for line in lines)
+
+
+def test_sample_seed_reproduces_and_out_writes_a_file(run, tmp_path, capsys):
+    args = ["--checkpoint", str(run), "-n", "200"]
+    first, _ = sample_lines(capsys, [*args, "--seed", "3"])
+    again, _ = sample_lines(capsys, [*args, "--seed", "3", "--out", "-"])
+    other, _ = sample_lines(capsys, [*args, "--seed", "4"])
+    assert first == again and first != other
+    out = tmp_path / "samples.tsv"
+    lines, err = sample_lines(capsys, [*args, "--seed", "3", "--out", str(out)])
+    assert lines == [] and str(out) in err
+    assert out.read_text().splitlines() == first
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (["--given", "s"], "--given takes VAR=NAME"),
+        (["--given", "x=usa"], "--given takes VAR=NAME"),
+        (["--given", "s="], "--given takes VAR=NAME"),
+        (["--given", "s=usa", "--given", "s=uk"], "--given sets 's' twice"),
+        (["--given", "s=usaa"], "unknown entity 'usaa'; did you mean 'usa'?"),
+        (["--given", "r=embasy"], "unknown relation 'embasy'"),
+        (["-n", "-1"], "-n must be non-negative"),
+    ],
+)
+def test_sample_bad_options_exit_2(run, given, message, capsys):
+    assert main(["sample", "--checkpoint", str(run), "-n", "5", *given]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err and len(captured.err.splitlines()) == 1
+
+
+def test_sample_a_score_checkpoint_exits_2(score_run, capsys):
+    assert main(["sample", "--checkpoint", str(score_run), "-n", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "score-form model" in err and "cannot be sampled" in err and "Traceback" not in err
 
 
 def test_info(capsys):

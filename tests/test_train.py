@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from circuitkg.constraints import ConstrainedCircuit, SchemaError, biomedical_kg
 
 import circuitkg as ckg
 from circuitkg.data import load
@@ -293,3 +294,100 @@ def test_corruptions_are_not_known_triples(nations):
     assert not any(tuple(t) in known for t in negatives.tolist())
     changed = (negatives != nations.test).sum(dim=1)
     assert bool((changed == 1).all())
+
+
+# --- training under a domain schema ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def typed(tmp_path_factory):
+    """A small synthetic typed KG with 5% schema-violating triples, and its schema as JSON."""
+    kg, schema = biomedical_kg(num_triples=400, noise=0.05, seed=1)
+    path = tmp_path_factory.mktemp("schema") / "schema.json"
+    schema.to_json(path)
+    return kg, schema, path
+
+
+def typed_config(path, **changes):
+    base = dict(model="complex", form="squared", rank=4, epochs=1, eval_every=1, schema=str(path))
+    return TrainConfig(**(base | changes))
+
+
+def test_schema_config_is_validated_and_old_configs_load():
+    with pytest.raises(ConfigError, match="did you mean 'drop'"):
+        TrainConfig(schema="s.json", schema_violations="dropp")
+    with pytest.raises(ConfigError, match="only with a schema"):
+        TrainConfig(schema_violations="drop")
+    config = TrainConfig(schema="s.json", schema_violations="drop")
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    old = {k: v for k, v in quiet().to_dict().items() if not k.startswith("schema")}
+    assert TrainConfig.from_dict(old) == quiet() and quiet().schema is None
+
+
+def test_a_checkpoint_without_the_schema_fields_still_loads(nations, tmp_path):
+    fit(quiet(epochs=1), nations, out=tmp_path)
+    meta_path = tmp_path / "best" / "config.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["train"]["schema"] is None and meta["train"]["schema_violations"] == "error"
+    for key in ("schema", "schema_violations"):
+        del meta["train"][key]
+    meta_path.write_text(json.dumps(meta))
+    assert load_checkpoint(tmp_path).config.schema is None
+
+
+def test_training_under_a_schema_uses_the_constrained_circuit(typed, tmp_path):
+    kg, schema, path = typed
+    result = fit(typed_config(path, schema_violations="drop"), kg, out=tmp_path)
+    assert isinstance(result.compiled, ConstrainedCircuit)
+    shared = {id(p) for p in result.compiled.parameters()}
+    assert shared == {id(p) for p in result.model.parameters()}  # trains the model itself
+    assert result.state.best_metric is not None  # validation MRR of the constrained circuit
+    assert load_checkpoint(tmp_path).config.schema == str(path)
+    # the returned circuit gives triples that break the schema probability 0, others > 0
+    triples = kg.known_triples()
+    consistent = torch.tensor(
+        [schema.consistent(*(kg.id_to_entity[s], kg.id_to_relation[r], kg.id_to_entity[o]))
+         for s, r, o in triples.tolist()]
+    )  # fmt: skip
+    assert 0 < int(consistent.sum()) < len(triples)
+    with torch.no_grad():
+        log_p = result.compiled.log_prob(triples)
+    assert bool(torch.isneginf(log_p[~consistent]).all())
+    assert bool(torch.isfinite(log_p[consistent]).all())
+
+
+def test_the_objective_sees_the_schema(typed):
+    kg, _, path = typed
+    trainer = Trainer(
+        typed_config(path, schema_violations="drop"), kg, progress=False, log=lambda line: None
+    )
+    plain = ckg.compile(trainer.model)
+    batch = trainer.train_triples[:64]
+    with torch.no_grad():
+        constrained_loss = trainer.objective(trainer.compiled, batch)
+        plain_loss = trainer.objective(plain, batch)
+    # PLL under the schema normalises each conditional over the allowed values only
+    assert constrained_loss < plain_loss
+
+
+def test_schema_violations_error_or_drop(typed):
+    kg, schema, path = typed
+    names = [
+        (kg.id_to_entity[s], kg.id_to_relation[r], kg.id_to_entity[o])
+        for s, r, o in kg.train.tolist()
+    ]
+    violating = sum(not schema.consistent(*t) for t in names)
+    assert violating > 0
+    with pytest.raises(SchemaError, match=rf"{violating} of {len(names)} training triples violate"):
+        Trainer(typed_config(path), kg, progress=False, log=lambda line: None)
+    lines = []
+    trainer = Trainer(
+        typed_config(path, schema_violations="drop"), kg, progress=False, log=lines.append
+    )
+    assert len(trainer.train_triples) == len(names) - violating
+    assert any(f"dropped {violating} of {len(names)}" in line for line in lines)
+    assert bool(trainer.bound.consistent(trainer.train_triples).all())
+
+
+def test_a_missing_schema_file_is_named(nations, tmp_path):
+    missing = tmp_path / "gone.json"
+    with pytest.raises(SchemaError, match=f"schema file {missing} does not exist"):
+        Trainer(quiet(schema=str(missing)), nations, progress=False, log=lambda line: None)

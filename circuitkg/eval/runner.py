@@ -26,11 +26,13 @@ import torch
 from torch import Tensor
 
 from circuitkg.compile import compile as compile_
+from circuitkg.compilers import KGEModel
 from circuitkg.data import KnowledgeGraph
 from circuitkg.eval.calibration import expected_calibration_error
 from circuitkg.eval.likelihood import mean_log_likelihood
 from circuitkg.eval.ranking import RankingResult, Tie, evaluate_ranking, keyword_scorer
 from circuitkg.executor import CompiledCircuit
+from circuitkg.ir import Circuit
 
 __all__ = ["EvaluationResult", "corrupt", "evaluate", "triple_probabilities"]
 
@@ -76,7 +78,8 @@ def evaluate(
     calibration: bool = True,
     seed: int = 0,
 ) -> EvaluationResult:
-    """Evaluate a model (or its :class:`~circuitkg.CompiledCircuit`) on ``kg``'s ``split``.
+    """Evaluate a model, its :class:`~circuitkg.CompiledCircuit` or a schema-constrained circuit
+    (:class:`~circuitkg.constraints.ConstrainedCircuit`) on ``kg``'s ``split``.
 
     Cost: two ``score_all`` passes over the split (``O(N n K)``) plus, for normalised forms, one
     ``log_prob`` pass and, for calibration, four ``log_conditional_of`` passes.
@@ -97,7 +100,7 @@ def evaluate(
         with torch.no_grad():
             log_likelihood = (
                 mean_log_likelihood(_batched(compiled.log_prob, triples, batch_size))
-                if compiled.normalised
+                if compiled.form != "score"
                 else None
             )
             ece, negatives = None, None
@@ -124,7 +127,22 @@ def evaluate(
 def triple_probabilities(
     compiled: CompiledCircuit, triples: Tensor, batch_size: int = 512
 ) -> Tensor:
-    """``P(true | s, r, o)`` of the module docstring, shape ``(N,)``, float64."""
+    """``P(true | s, r, o)`` of the module docstring, shape ``(N,)``, float64.
+
+    A circuit with a restricted support (a constrained circuit's ``consistent(triples)``) gives
+    exactly 0 to triples outside it, whose conditionals are undefined.
+    """
+    consistent = getattr(compiled, "consistent", None)
+    if consistent is not None:
+        inside = consistent(triples).to(triples.device)
+        probs = torch.zeros(len(triples), dtype=torch.float64, device=triples.device)
+        if bool(inside.any()):
+            probs[inside] = _triple_probabilities(compiled, triples[inside], batch_size)
+        return probs
+    return _triple_probabilities(compiled, triples, batch_size)
+
+
+def _triple_probabilities(compiled, triples: Tensor, batch_size: int) -> Tensor:
     n = compiled.domains["o"]
 
     def log_odds_terms(batch: Tensor) -> Tensor:
@@ -163,7 +181,8 @@ def _batched(fn, triples: Tensor, batch_size: int) -> Tensor:
     return torch.cat([fn(triples[i : i + batch_size]) for i in range(0, len(triples), batch_size)])
 
 
-def _compiled(model_or_compiled) -> CompiledCircuit:
-    if isinstance(model_or_compiled, CompiledCircuit):
-        return model_or_compiled
-    return compile_(model_or_compiled)
+def _compiled(model_or_compiled):
+    """A circuit that answers queries: compiled and constrained circuits as they are, models compiled."""
+    if isinstance(model_or_compiled, KGEModel | Circuit):
+        return compile_(model_or_compiled)
+    return model_or_compiled

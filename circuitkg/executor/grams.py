@@ -41,8 +41,9 @@ class _QueryGrams:
         self.cache = cache
         self.memo: dict[tuple[int, int], Scaled] = {}
 
-    def gram_blocks(self, a: Table, b: Table) -> BlockView | None:
-        """The Gram of two views of one base table as a lazy grid of base-Gram slices, or ``None``.
+    def gram_blocks(self, a: Table, b: Table, weights: Tensor | None = None) -> BlockView | None:
+        """The (weighted) Gram of two views of one base table as a lazy grid of base-Gram slices,
+        or ``None``.
 
         ``None`` when ``a`` and ``b`` are not both :class:`ColumnView` s of one base with at most
         :data:`~circuitkg.executor.blocks.MAX_RUNS` contiguous runs each.
@@ -51,7 +52,7 @@ class _QueryGrams:
             return None
         if len(a.runs) > MAX_RUNS or len(b.runs) > MAX_RUNS:
             return None
-        return BlockView(self.gram(a.base, b.base), tuple(a.runs), tuple(b.runs))
+        return BlockView(self.gram(a.base, b.base, weights), tuple(a.runs), tuple(b.runs))
 
     def gram(self, a: Table, b: Table, weights: Tensor | None = None) -> Scaled:
         if weights is not None:

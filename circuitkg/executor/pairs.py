@@ -128,10 +128,9 @@ class PairEvaluator:
             return self.placeholders[key][2]
         value = None if a.variable is None else self.evidence[a.variable]
         if a.variable is not None and is_integrated(value):
-            if value is None:
-                blocks = self.grams.gram_blocks(a.table, b.table)
-                if blocks is not None:
-                    return blocks  # multiplied block by block in _product_pair
+            blocks = self.grams.gram_blocks(a.table, b.table, weights=value)
+            if blocks is not None:
+                return blocks  # multiplied block by block in _product_pair
             return self.grams.gram(a.table, b.table, weights=value)
         index = (
             torch.zeros(1, dtype=torch.long, device=a.table.device)
@@ -164,10 +163,10 @@ class PairEvaluator:
                 value = self.materialise(value)
                 if sa is not None:
                     w, s = _weight(wa[:, sa])
-                    value = Scaled(torch.einsum("oi,Nij->Noj", w, value.value), value.log_scale + s)
+                    value = Scaled(torch.matmul(w, value.value), value.log_scale + s)
                 if sb is not None:
                     w, s = _weight(wb[:, sb])
-                    value = Scaled(torch.einsum("Nij,pj->Nip", value.value, w), value.log_scale + s)
+                    value = Scaled(torch.matmul(value.value, w.T), value.log_scale + s)
                 terms.append(value.normalised())
         return scaled_sum(terms)
 

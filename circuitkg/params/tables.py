@@ -377,6 +377,13 @@ class ColumnView(Table):
         if base_b is not self.base:
             return super().gram(other, weights)
         g = self.base.gram(weights=weights)
+        if isinstance(other, ColumnView) and max(len(self.runs), len(other.runs)) <= 16:
+            # block copies whose backward adds blocks, instead of a gather and its scatter
+            return g.map(
+                lambda v: _SelectRuns.apply(
+                    _SelectRuns.apply(v, other.runs).transpose(-1, -2), self.runs
+                ).transpose(-1, -2)
+            )
         return g.map(lambda v: v[:, self.columns][:, :, cols_b])
 
     def weighted_sum(self, weights: Tensor) -> Scaled:

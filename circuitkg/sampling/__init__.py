@@ -1,8 +1,8 @@
 """Exact sampling from normalised circuits: ``sample(compiled, num_samples, given=None)``.
 
 * ``monotone`` circuits: top-down ancestral sampling (:mod:`circuitkg.sampling.ancestral`);
-* ``squared`` circuits: one variable at a time from exact conditionals
-  (:mod:`circuitkg.sampling.sequential`);
+* ``squared`` circuits, and schema-constrained circuits of either form: one variable at a time
+  from exact conditionals (:mod:`circuitkg.sampling.sequential`);
 * ``score`` circuits are unnormalised and cannot be sampled (:class:`~circuitkg.errors.FormError`).
 
 ``given`` fixes variables (an int, or a long tensor of one value per sample) and the rest is drawn
@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from circuitkg.errors import FormError
+from circuitkg.executor import CompiledCircuit
 from circuitkg.sampling.ancestral import sample_monotone
 from circuitkg.sampling.categorical import MAX_ENTRIES, draw, normalise_given
 from circuitkg.sampling.sequential import sample_sequential
@@ -49,6 +50,9 @@ def sample(
     evidence = normalise_given(
         compiled.variables, compiled.domains, given, num_samples, compiled.device
     )
-    sampler = sample_monotone if compiled.form == "monotone" else sample_sequential
+    # top-down sampling walks the circuit's layers; any other normalised circuit (a schema-constrained
+    # one) answers exact conditionals, which the chain rule needs
+    top_down = compiled.form == "monotone" and isinstance(compiled, CompiledCircuit)
+    sampler = sample_monotone if top_down else sample_sequential
     with torch.no_grad():
         return sampler(compiled, num_samples, evidence, generator, max_entries)

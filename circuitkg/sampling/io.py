@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TextIO
 
 import torch
 from torch import Tensor
 
 from circuitkg.data.kg import KnowledgeGraph
 from circuitkg.errors import EvidenceError
-from circuitkg.sampling import sample
 
 KG_VARIABLES = ("s", "r", "o")
 
@@ -30,14 +30,17 @@ def write_samples_tsv(
     compiled,
     kg: KnowledgeGraph,
     n: int,
-    path: str | Path,
+    path: str | Path | TextIO,
     given: dict[str, int | str | Tensor] | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Draw ``n`` triples from ``compiled`` and write ``subject<TAB>relation<TAB>object`` lines.
 
     ``given`` values may be names (``{"s": "Barack_Obama"}``) or ids. The circuit must be over
-    ``s, r, o`` with the KG's vocabulary sizes. Returns the ``(n, 3)`` id triples (``s, r, o``).
+    ``s, r, o`` with the KG's vocabulary sizes; it is a ``CompiledCircuit`` or a
+    ``ConstrainedCircuit`` (samples are drawn with its own ``sample`` method). ``path`` is a file
+    path or an open text stream (e.g. ``sys.stdout``). Returns the ``(n, 3)`` id triples
+    (``s, r, o``).
     """
     if sorted(compiled.variables) != sorted(KG_VARIABLES):
         raise EvidenceError(f"expected a circuit over s, r, o; it is over {compiled.variables}")
@@ -48,9 +51,12 @@ def write_samples_tsv(
                 f"variable {var!r} has {compiled.domains[var]} values in the circuit but "
                 f"{size} in knowledge graph {kg.name!r}"
             )
-    ids = sample(compiled, n, given=resolve_given(kg, given), generator=generator)
+    ids = compiled.sample(n, given=resolve_given(kg, given), generator=generator)
     triples = ids[:, [compiled.variables.index(v) for v in KG_VARIABLES]].cpu()
     entities, relations = kg.id_to_entity, kg.id_to_relation
     lines = [f"{entities[s]}\t{relations[r]}\t{entities[o]}\n" for s, r, o in triples.tolist()]
-    Path(path).write_text("".join(lines), encoding="utf-8")
+    if hasattr(path, "write"):
+        path.write("".join(lines))
+    else:
+        Path(path).write_text("".join(lines), encoding="utf-8")
     return triples

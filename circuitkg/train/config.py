@@ -15,6 +15,7 @@ OBJECTIVES = ("pll", "mle", "ce")
 OPTIMIZERS = ("adam", "adagrad")
 LOSSES = ("ce", "label_smoothing", "label_relaxation")
 REGULARISERS = ("n3", "none")
+SCHEMA_VIOLATIONS = ("error", "drop")
 
 
 class ConfigError(CircuitKGError, ValueError):
@@ -31,6 +32,11 @@ class TrainConfig:
     ``reg_weight`` is λ of the N3 regulariser (``reg="n3"``). Validation MRR is computed every
     ``eval_every`` epochs (0: never); training stops after ``patience`` evaluations without
     improvement (0: never stops early). ``seed`` fixes initialisation and batch order.
+
+    ``schema`` is the path of a JSON domain schema (:meth:`DomainSchema.from_json
+    <circuitkg.constraints.DomainSchema.from_json>`); with it the model is trained, validated and
+    evaluated conditioned on the schema (paper 004's D-ComplEx²: ``p ∝ φ² · c``). Training triples
+    that violate it raise an error (``schema_violations="error"``) or are dropped (``"drop"``).
     """
 
     dataset: str = "umls"
@@ -54,6 +60,8 @@ class TrainConfig:
     patience: int = 3
     eval_batch_size: int = 512
     seed: int = 0
+    schema: str | None = None
+    schema_violations: str = "error"
 
     def __post_init__(self) -> None:
         self.pll_weights = tuple(float(w) for w in self.pll_weights)
@@ -68,6 +76,13 @@ class TrainConfig:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("loss", self.loss, LOSSES)
         check_choice("reg", self.reg, REGULARISERS)
+        check_choice("schema_violations", self.schema_violations, SCHEMA_VIOLATIONS)
+        if self.schema is not None and not str(self.schema).strip():
+            raise ConfigError("schema must be the path of a schema file, got an empty string")
+        if self.schema_violations != "error" and self.schema is None:
+            raise ConfigError(
+                f"schema_violations {self.schema_violations!r} applies only with a schema"
+            )
         if self.objective == "mle" and self.form == "score":
             raise ConfigError(
                 "objective 'mle' needs a normalised form (monotone or squared); "
@@ -99,7 +114,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """The inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        """The inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`, missing keys
+        take their defaults (so configurations written before a field existed still load)."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:

@@ -8,6 +8,13 @@ computed; the best parameters are kept and restored at the end, and training sto
 every epoch (for :meth:`Trainer.resume`) and ``<out>/best`` whenever validation MRR improves (and at
 the end when there was no validation, or when a resumed run writes to a new folder).
 
+With ``config.schema`` (a JSON domain schema) the schema is bound to the knowledge graph, training
+triples that violate it raise :class:`~circuitkg.constraints.SchemaError` or are dropped
+(``config.schema_violations``), and the model is trained through
+:func:`~circuitkg.constraints.constrain` (paper 004's D-ComplEx²): the objective, the validation MRR
+and :attr:`TrainResult.compiled` use the constrained circuit, which gives every triple that breaks
+the schema probability exactly 0.
+
 The NaN guard checks the loss before each backward pass and the parameters after each step; on a
 non-finite value it raises :class:`TrainingDivergedError` naming the epoch, step and parameter, and no
 checkpoint with that state is written (:func:`save_checkpoint` refuses non-finite tensors too).
@@ -27,6 +34,13 @@ from tqdm.auto import tqdm
 
 from circuitkg.compile import compile as compile_
 from circuitkg.compilers import KGEModel, create_model
+from circuitkg.constraints import (
+    BoundSchema,
+    ConstrainedCircuit,
+    DomainSchema,
+    SchemaError,
+    constrain,
+)
 from circuitkg.data import KnowledgeGraph, load
 from circuitkg.errors import CircuitKGError
 from circuitkg.eval.ranking import evaluate_ranking, keyword_scorer
@@ -48,8 +62,10 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "TrainingDivergedError",
+    "bind_schema",
     "build_model",
     "init_from_checkpoint",
+    "load_schema",
     "train",
 ]
 
@@ -60,11 +76,11 @@ class TrainingDivergedError(CircuitKGError, FloatingPointError):
 
 @dataclass
 class TrainResult:
-    """The trained model (best validation parameters restored), its compiled module and the
-    run's state; ``out`` is the output folder, if any."""
+    """The trained model (best validation parameters restored), its compiled module (constrained
+    when the run had a schema) and the run's state; ``out`` is the output folder, if any."""
 
     model: KGEModel
-    compiled: CompiledCircuit
+    compiled: CompiledCircuit | ConstrainedCircuit
     config: TrainConfig
     state: TrainState
     out: Path | None
@@ -81,6 +97,54 @@ def build_model(config: TrainConfig, kg: KnowledgeGraph) -> KGEModel:
     initialise(model, config.init)
     model.circuit()
     return model
+
+
+def load_schema(path: str | os.PathLike[str]) -> DomainSchema:
+    """Read a JSON domain schema; a missing file raises :class:`SchemaError` naming the path."""
+    path = Path(path)
+    if not path.is_file():
+        raise SchemaError(f"schema file {path} does not exist")
+    return DomainSchema.from_json(path)
+
+
+def bind_schema(schema: DomainSchema, kg: KnowledgeGraph) -> BoundSchema:
+    """``schema`` on ``kg``'s ids; relations without a signature are unconstrained.
+
+    Names the schema has but ``kg`` lacks are ignored (a schema of all of CoDEx fits CoDEx-S);
+    an entity of ``kg`` the schema has no entry for raises :class:`SchemaError` (give it an empty
+    type list to make it untyped, i.e. allowed in no constrained relation).
+    """
+    untyped = [e for e in kg.id_to_entity if e not in schema.entity_types]
+    if untyped:
+        shown = ", ".join(map(repr, untyped[:5])) + (", ..." if len(untyped) > 5 else "")
+        raise SchemaError(
+            f"{len(untyped)} of the {kg.num_entities} entities of {kg.name!r} have no entry in the "
+            f"schema: {shown} (list them with types, or with [] to leave them untyped)"
+        )
+    return schema.bind(kg, strict=False)
+
+
+def _schema_training_data(
+    config: TrainConfig, kg: KnowledgeGraph, log: Callable[[str], None]
+) -> tuple[BoundSchema, KnowledgeGraph]:
+    """Bind ``config.schema`` to ``kg`` and apply ``config.schema_violations`` to the training
+    triples; returns the bound schema and the knowledge graph to train on."""
+    bound = bind_schema(load_schema(config.schema), kg)
+    report = bound.check(kg, ("train",))
+    bad, total = report.violating["train"], report.total["train"]
+    if bad and config.schema_violations == "drop":
+        log(f"schema {config.schema}: dropped {bad} of {total} training triples that violate it")
+        return bound, bound.drop_violations(kg, ("train",))
+    if bad:
+        worst = sorted(report.by_relation.items(), key=lambda kv: -kv[1])[:5]
+        examples = ", ".join(f"({s}, {r}, {o})" for s, r, o in report.examples)
+        raise SchemaError(
+            f"{bad} of {total} training triples violate the schema {config.schema} "
+            f"(by relation: {', '.join(f'{r}: {c}' for r, c in worst)}; e.g. {examples}); "
+            "fix the data or the schema, or drop them with schema_violations='drop' "
+            "(--schema-violations drop)"
+        )
+    return bound, kg
 
 
 def init_from_checkpoint(model: KGEModel, path: str | os.PathLike[str]) -> list[str]:
@@ -122,10 +186,16 @@ class Trainer:
         device: str | torch.device = "cpu",
     ) -> None:
         self.config = config
+        self.log = log if log is not None else tqdm.write
         self.kg = kg if kg is not None else load(config.dataset, config.data_root)
+        self.bound: BoundSchema | None = None
+        if config.schema is not None:
+            self.bound, self.kg = _schema_training_data(config, self.kg, self.log)
         self.device = torch.device(device)
         self.model = (model if model is not None else build_model(config, self.kg)).to(self.device)
-        self.compiled = compile_(self.model)
+        self.compiled: CompiledCircuit | ConstrainedCircuit = compile_(self.model)
+        if self.bound is not None:
+            self.compiled = constrain(self.compiled, self.bound).to(self.device)
         self.objective = make_objective(
             config.objective, pll_weights=config.pll_weights, loss=config.loss, alpha=config.alpha
         )
@@ -136,7 +206,6 @@ class Trainer:
         self.state = TrainState()
         self.out = Path(out) if out is not None else None
         self.progress = progress
-        self.log = log if log is not None else tqdm.write
         self.best_params: dict[str, Tensor] | None = None
         self.train_triples = self.kg.train.to(self.device)
 
