@@ -52,7 +52,16 @@ def block_product(views: list[BlockView]) -> Scaled:
         raise ValueError(f"block views of different shapes cannot be multiplied: {sorted(shapes)}")
     row_segments = _segments([v.row_runs for v in views])
     col_segments = _segments([v.col_runs for v in views])
-    value = _BlockProduct.apply(row_segments, col_segments, *[v.base.value for v in views])
+    # a base shared by several factors (ComplEx's entity Gram under its S and O views) is passed
+    # once, so its gradient is accumulated in one tensor
+    bases: list[Tensor] = []
+    owner = []
+    for v in views:
+        found = [i for i, b in enumerate(bases) if b is v.base.value]
+        if not found:
+            bases.append(v.base.value)
+        owner.append(found[0] if found else len(bases) - 1)
+    value = _BlockProduct.apply(row_segments, col_segments, tuple(owner), *bases)
     n = value.shape[0]
     log_scale = views[0].base.log_scale.expand(n)
     for v in views[1:]:
@@ -102,18 +111,18 @@ def _blocks(row_segments, col_segments):
 
 
 class _BlockProduct(torch.autograd.Function):
-    """``out[:, block] = Π_f base_f[:, slice_f(block)]`` over a grid of blocks."""
+    """``out[:, block] = Π_f bases[owner[f]][:, slice_f(block)]`` over a grid of blocks."""
 
     @staticmethod
-    def forward(ctx, row_segments, col_segments, *bases: Tensor) -> Tensor:
-        ctx.segments = (row_segments, col_segments)
+    def forward(ctx, row_segments, col_segments, owner, *bases: Tensor) -> Tensor:
+        ctx.segments, ctx.owner = (row_segments, col_segments), owner
         ctx.save_for_backward(*bases)
         n = max(b.shape[0] for b in bases)
         rows, cols = row_segments[-1][1], col_segments[-1][1]
         out = bases[0].new_empty(n, rows, cols)
         for (ro, co), slices in _blocks(row_segments, col_segments):
             block = out[:, ro, co]
-            parts = [b[:, rs, cs] for b, (rs, cs) in zip(bases, slices, strict=True)]
+            parts = [bases[u][:, rs, cs] for u, (rs, cs) in zip(owner, slices, strict=True)]
             if len(parts) == 1:
                 block.copy_(parts[0])
                 continue
@@ -125,23 +134,27 @@ class _BlockProduct(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         row_segments, col_segments = ctx.segments
-        bases = ctx.saved_tensors
+        owner, bases = ctx.owner, ctx.saved_tensors
         grads = [
             torch.zeros_like(b) if needed else None
-            for b, needed in zip(bases, ctx.needs_input_grad[2:], strict=True)
+            for b, needed in zip(bases, ctx.needs_input_grad[3:], strict=True)
         ]
         for (ro, co), slices in _blocks(row_segments, col_segments):
             g = grad[:, ro, co]
-            parts = [b[:, rs, cs] for b, (rs, cs) in zip(bases, slices, strict=True)]
-            for f, others in enumerate(_leave_one_out(parts)):
-                if grads[f] is None:
+            parts = [bases[u][:, rs, cs] for u, (rs, cs) in zip(owner, slices, strict=True)]
+            for (u, (rs, cs)), others in zip(
+                zip(owner, slices), _leave_one_out(parts), strict=True
+            ):
+                if grads[u] is None:
                     continue
-                contribution = g if others is None else g * others
-                if contribution.shape[0] != grads[f].shape[0]:
-                    contribution = contribution.sum(0, keepdim=True)
-                rs, cs = slices[f]
-                grads[f][:, rs, cs] += contribution
-        return (None, None, *grads)
+                target = grads[u][:, rs, cs]
+                if others is None:
+                    target += g if g.shape[0] == target.shape[0] else g.sum(0, keepdim=True)
+                elif g.shape[0] == target.shape[0]:
+                    target.addcmul_(g, others)
+                else:
+                    target += (g * others).sum(0, keepdim=True)
+        return (None, None, None, *grads)
 
 
 def _leave_one_out(parts: list[Tensor]) -> list[Tensor | None]:

@@ -240,13 +240,28 @@ def _gram_chunks(a: Table, b: Table, ma: Tensor, mb: Tensor, weights: Tensor | N
         if scaled:
             ca, cb = ca / ma, cb / mb
         if weights is None:
-            part = (ca.T @ cb).unsqueeze(0)
+            part = (_SelfGram.apply(ca) if a is b else ca.T @ cb).unsqueeze(0)
         else:
             w = weights[start : start + ca.shape[0]]
             part = torch.einsum("xc,xi,xj->cij", w, ca, cb)
         total = part if total is None else total + part
         start += ca.shape[0]
     return total
+
+
+class _SelfGram(torch.autograd.Function):
+    """``Xᵀ X`` whose backward is one product, ``X (g + gᵀ)``, where autograd's ``mm`` takes two
+    (``X g`` and ``X gᵀ``, each ``O(V K²)``): the backward of a squared model's ``log Z`` halves."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        return x.T @ x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return x @ (grad + grad.T)
 
 
 def _finite_max(x: Tensor, dim: int | None) -> Tensor:
