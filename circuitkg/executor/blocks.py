@@ -143,7 +143,7 @@ class _BlockProduct(torch.autograd.Function):
             g = grad[:, ro, co]
             parts = [bases[u][:, rs, cs] for u, (rs, cs) in zip(owner, slices, strict=True)]
             for (u, (rs, cs)), others in zip(
-                zip(owner, slices), _leave_one_out(parts), strict=True
+                zip(owner, slices, strict=True), _leave_one_out(parts), strict=True
             ):
                 if grads[u] is None:
                     continue

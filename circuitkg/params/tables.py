@@ -21,6 +21,7 @@ chunks of ``chunk_size`` rows, so no full ``V x K`` tensor is needed for a Gram 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import torch
@@ -165,15 +166,13 @@ class Table(nn.Module):
     # --- helpers -------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        for t in list(self.parameters()) + list(self.buffers()):
-            return t.device
-        return torch.device("cpu")
+        first = next(itertools.chain(self.parameters(), self.buffers()), None)
+        return torch.device("cpu") if first is None else first.device
 
     @property
     def dtype(self) -> torch.dtype:
-        for t in list(self.parameters()) + list(self.buffers()):
-            return t.dtype
-        return torch.get_default_dtype()
+        first = next(itertools.chain(self.parameters(), self.buffers()), None)
+        return torch.get_default_dtype() if first is None else first.dtype
 
     def _chunk_ranges(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[Tensor]:
         for start in range(0, self.num_values, chunk_size):
