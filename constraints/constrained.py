@@ -269,7 +269,8 @@ class ConstrainedCircuit(nn.Module):
             (batch, int(slots.max()) + 1), -torch.inf, dtype=self._dtype, device=self.device
         )
         if bool(keep.any()):
-            base = {v: x[keep] for v, x in base.items()}
+            if not bool(keep.all()):
+                base = {v: x[keep] for v, x in base.items()}
             mass = self._unconstrained_log_mass(base)
             dense = dense.index_put((rows[keep], slots[keep]), mass)
         return torch.logsumexp(dense, dim=1)

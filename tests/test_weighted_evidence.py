@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import circuitkg as ckg
+from circuitkg.params.tables import unique_rows
 from circuitkg.testing import circuits, joint_table
 
 
@@ -78,3 +79,22 @@ def test_bad_weights_are_rejected():
         c.log_marginal(s=torch.ones(3))
     with pytest.raises(ckg.EvidenceError, match="non-negative"):
         c.log_marginal(s=-torch.ones(4))
+
+
+@given(
+    st.integers(1, 12),
+    st.integers(1, 6),
+    st.integers(1, 4),
+    st.randoms(use_true_random=False),
+)
+def test_unique_rows_groups_exactly_the_equal_rows(num_rows, width, distinct, rnd):
+    """``unique_rows`` agrees with ``torch.unique(dim=0)`` up to the order of the distinct rows."""
+    pool = torch.tensor(
+        [[float(rnd.choice([0, 1, 2])) for _ in range(width)] for _ in range(distinct)]
+    )
+    x = pool[torch.tensor([rnd.randrange(distinct) for _ in range(num_rows)])]
+    rows, inverse = unique_rows(x)
+    expected, _ = torch.unique(x, dim=0, return_inverse=True)
+    assert torch.equal(rows[inverse], x)
+    assert rows.shape == expected.shape
+    assert len({tuple(r) for r in rows.tolist()}) == rows.shape[0]

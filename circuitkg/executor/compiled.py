@@ -349,7 +349,8 @@ class CompiledCircuit(nn.Module):
                 raise EvidenceError(
                     f"weights for variable {var!r} must have shape (B, {size}), got {tuple(value.shape)}"
                 )
-            if bool((weights < 0).any()) or not bool(torch.isfinite(weights).all()):
+            low, high = torch.aminmax(weights)  # one pass; NaN fails both comparisons
+            if not bool((low >= 0) & (high < torch.inf)):
                 raise EvidenceError(f"weights for variable {var!r} must be finite and non-negative")
             dtype = next(iter(self.circuit.tables())).dtype
             return weights.to(dtype)
