@@ -39,6 +39,7 @@ from circuitkg.executor.passes import Evidence, Plan, adjoint, forward, is_integ
 from circuitkg.executor.semirings import LinearSemiring, LogSemiring
 from circuitkg.ir.circuit import Circuit
 from circuitkg.numerics import Scaled, all_finite, robustly, scaled_sum
+from circuitkg.params.tables import ColumnView
 
 FORMS = ("score", "monotone", "squared")
 #: ids (int or long tensor ``(B,)``) or summation weights (float tensor ``(B, |X|)`` or ``(|X|,)``)
@@ -373,7 +374,15 @@ def _bilinear(qa: Scaled, gram: Scaled, qb: Scaled) -> Scaled:
 
 
 def _quadratic_rows(ta, q: Tensor, tb, budget: int = 2**24) -> Tensor:
-    """``(B, |X|)``: ``T_a[x] Q_b T_b[x]ᵀ`` for every value ``x``, chunked over values."""
+    """``(B, |X|)``: ``T_a[x] Q_b T_b[x]ᵀ`` for every value ``x``, chunked over values.
+
+    Column views are folded into their base first (ComplEx: ``Q`` of ``4K x 4K`` becomes
+    ``2K x 2K``), so the ``O(B |X| K_a K_b)`` part runs at the base width.
+    """
+    if isinstance(ta, ColumnView):
+        ta, q = ta.base, ta.fold(q, dim=1)
+    if isinstance(tb, ColumnView):
+        tb, q = tb.base, tb.fold(q, dim=2)
     batch, ka, kb = q.shape
     step = max(1, budget // max(1, batch * kb))
     out = []

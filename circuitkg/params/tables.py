@@ -431,10 +431,15 @@ class ColumnView(Table):
     def log_weighted_sum(self, log_weights: Tensor) -> Tensor:
         return self.base.log_weighted_sum(log_weights)[:, self.columns]
 
+    def fold(self, coef: Tensor, dim: int = -1) -> Tensor:
+        """Coefficients on the view's columns (axis ``dim``) as coefficients on the base's:
+        ``coef · T[x]ᵀ = fold(coef) · base[x]ᵀ``, summing columns that read one base column."""
+        shape = list(coef.shape)
+        shape[dim] = self.base.width
+        return coef.new_zeros(shape).index_add(dim, self.columns, coef)
+
     def contract(self, coef: Scaled) -> Scaled:
-        folded = coef.value.new_zeros(coef.value.shape[0], self.base.width)
-        folded = folded.index_add(1, self.columns, coef.value)
-        return self.base.contract(Scaled(folded, coef.log_scale))
+        return self.base.contract(Scaled(self.fold(coef.value, dim=1), coef.log_scale))
 
 
 class _SelectRuns(torch.autograd.Function):
