@@ -34,6 +34,7 @@ from circuitkg.data import load
 from circuitkg.eval import semantic_at_k
 from circuitkg.eval.ranking import evaluate_ranking, keyword_scorer
 from circuitkg.train import TrainConfig, Trainer
+from circuitkg.train.objectives import pll_loss
 
 KS = (1, 10, 100)
 
@@ -66,7 +67,7 @@ def evaluate(scorer, kg, bound) -> dict[str, float]:
 
 
 def time_log_z(fn, repeats: int) -> float:
-    """Median seconds of ``fn().backward()`` (after one warm-up call)."""
+    """Median seconds of ``fn().backward()`` (after one warm-up call); ``fn`` returns a scalar."""
     fn().backward()
     times = []
     for _ in range(repeats):
@@ -106,6 +107,13 @@ def main() -> None:
         t_plain = time_log_z(probe.compiled.log_partition, args.repeats)
         t_constrained = time_log_z(probe.log_partition, args.repeats)
         print(f"  log Z fwd+bwd: {t_plain * 1e3:.1f} ms, constrained {t_constrained * 1e3:.1f} ms")
+        batch = kg.train[: args.batch_size]
+        step_plain = time_log_z(lambda c=probe.compiled, b=batch: pll_loss(c, b), args.repeats)
+        step_constrained = time_log_z(lambda c=probe, b=batch: pll_loss(c, b), args.repeats)
+        print(
+            f"  PLL step fwd+bwd (batch {len(batch)}): {step_plain * 1e3:.1f} ms, "
+            f"constrained {step_constrained * 1e3:.1f} ms"
+        )
         if args.timing_only:
             continue
         runs = [
