@@ -356,7 +356,8 @@ class CompiledCircuit(nn.Module):
             dtype = next(iter(self.circuit.tables())).dtype
             return weights.to(dtype)
         idx = value.to(torch.long).reshape(-1)
-        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= size):
+        low, high = torch.aminmax(idx) if idx.numel() else (None, None)
+        if low is not None and bool((low < 0) | (high >= size)):
             bad = idx[(idx < 0) | (idx >= size)][0].item()
             raise EvidenceError(
                 f"value {bad} of variable {var!r} is outside its domain [0, {size})"

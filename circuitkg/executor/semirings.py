@@ -103,6 +103,11 @@ class LinearSemiring:
         return scaled_linear(x, w)
 
     def contract(self, w: Tensor, head: Scaled | None, factors: list[Scaled | None]) -> Scaled:
+        if head is not None and factors == [None] and w.ndim == 2:
+            # the adjoint through a plain sum layer: head @ W, a matmul rather than an einsum
+            w_max = w.detach().abs().amax().clamp_min(torch.finfo(w.dtype).tiny)
+            value = head.value @ (w / w_max)
+            return Scaled(value, head.log_scale + torch.log(w_max)).normalised()
         return scaled_contract(w, head, factors)
 
     def add(self, values: list[Scaled]) -> Scaled:
