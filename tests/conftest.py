@@ -1,8 +1,10 @@
-"""Test configuration: a deterministic hypothesis profile and the ``--runslow`` switch."""
+"""Test configuration: a deterministic hypothesis profile, the ``--runslow`` switch and the
+``one_thread`` fixture."""
 
 import os
 
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -27,3 +29,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny problems (training and CLI tests): more threads only add contention on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -3,18 +3,11 @@
 import json
 
 import pytest
-import torch
 
 from circuitkg.cli import main
 from circuitkg.data import load
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

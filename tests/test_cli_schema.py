@@ -10,7 +10,6 @@ import math
 import shutil
 
 import pytest
-import torch
 from circuitkg.constraints import biomedical_kg
 
 from circuitkg.cli import main
@@ -20,12 +19,7 @@ RUN = ["--dataset", "codex-s", "--model", "complex", "--form", "squared", "--ran
        "--epochs", "1", "--eval-every", "1", "--quiet", "--threads", "1"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_dataset(root, noise=0.0):

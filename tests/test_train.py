@@ -30,14 +30,7 @@ from circuitkg.train.checkpoint import TrainState
 from circuitkg.train.initialisation import positive_init
 from circuitkg.train.trainer import build_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny problems: more threads only add contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
