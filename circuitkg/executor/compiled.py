@@ -29,6 +29,8 @@ Everything is differentiable and runs on whichever device the parameters are on.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import Tensor, nn
 
@@ -73,6 +75,10 @@ class CompiledCircuit(nn.Module):
         self.plan = Plan(circuit)
         self.semiring = LogSemiring() if form == "monotone" else LinearSemiring()
         self.grams = GramCache()
+        # a parameter stays the same object when the module moves (its data is swapped), so it
+        # tells the device without walking the module tree on every query; kept in a list so that
+        # nn.Module does not register it a second time
+        self._device_reference = list(itertools.islice(self.parameters(), 1))
 
     # --- properties --------------------------------------------------------------------------------
     @property
@@ -85,6 +91,8 @@ class CompiledCircuit(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        if self._device_reference:
+            return self._device_reference[0].device
         for p in self.parameters():
             return p.device
         for b in self.buffers():
@@ -245,13 +253,23 @@ class CompiledCircuit(nn.Module):
                 terms.append(_bilinear(qa, gram, qb))
         return scaled_sum(terms).log_abs().expand(batch)
 
-    def _target_values(self, target: str, evidence: Evidence, batch: int) -> Tensor:
-        """``φ`` (score), ``log φ`` (monotone) or ``log φ²`` (squared) over every target value."""
+    def _target_values(
+        self, target: str, evidence: Evidence, batch: int, row_shift: bool = False
+    ) -> Tensor:
+        """``φ`` (score), ``log φ`` (monotone) or ``log φ²`` (squared) over every target value.
+
+        ``row_shift=True``: squared values may be off by a constant per row (the caller normalises
+        each row), which saves a pass over the ``(B, |X|)`` values.
+        """
         if self.form == "monotone":
             return self._target_values_plan(target, evidence, batch)
-        return robustly(lambda: self._target_values_plan(target, evidence, batch), all_finite)
+        return robustly(
+            lambda: self._target_values_plan(target, evidence, batch, row_shift), all_finite
+        )
 
-    def _target_values_plan(self, target: str, evidence: Evidence, batch: int) -> Tensor:
+    def _target_values_plan(
+        self, target: str, evidence: Evidence, batch: int, row_shift: bool = False
+    ) -> Tensor:
         coefs = self._coefficients(target, evidence, batch)
         if self.form == "monotone":
             parts = [layer.table.log_contract(q) for layer, q in coefs]
@@ -262,8 +280,8 @@ class CompiledCircuit(nn.Module):
         if torch.is_grad_enabled():
             return 2.0 * total.log_abs()
         # no autograd: the same numbers in place, one pass fewer over the (B, |X|) scores each
-        log_scale = total.log_scale.reshape(-1, 1)
-        return total.value.abs().log_().add_(log_scale).mul_(2.0)
+        values = total.value.abs_().log_().mul_(2.0)
+        return values if row_shift else values.add_(2.0 * total.log_scale.reshape(-1, 1))
 
     def _log_conditional_chunk(self, target: str, evidence: Evidence, batch: int) -> Tensor:
         others_missing = [v for v, i in evidence.items() if is_integrated(i) and v != target]
@@ -271,7 +289,7 @@ class CompiledCircuit(nn.Module):
             return robustly(
                 lambda: self._enumerated_conditional(target, evidence, batch), _finite_rows
             )
-        values = self._target_values(target, evidence, batch)
+        values = self._target_values(target, evidence, batch, row_shift=True)
         if self.form == "score":
             return torch.log_softmax(values, dim=1)
         norm = torch.logsumexp(values, dim=1, keepdim=True)
