@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -138,9 +139,13 @@ def _train(args: argparse.Namespace) -> int:
     report = evaluate(result.compiled, trainer.kg, "test", batch_size=result.config.eval_batch_size)
     print(report)
     if result.out is not None:
-        metrics = {"test": report.as_dict(), "best_valid_mrr": state.best_metric}
+        # strict JSON: a log-likelihood of -inf (test triples outside a schema's support) is null
+        test = {
+            k: v if v is None or math.isfinite(v) else None for k, v in report.as_dict().items()
+        }
+        metrics = {"test": test, "best_valid_mrr": state.best_metric}
         metrics |= {"best_epoch": state.best_epoch, "epochs": state.epoch}
-        (result.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (result.out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False))
         print(f"checkpoints in {result.out}/best and {result.out}/last")
     return 0
 

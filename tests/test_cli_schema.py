@@ -139,10 +139,23 @@ def test_violating_training_triples_stop_the_run_or_are_dropped(tmp_path, capsys
     assert f"{violating} of {len(train_rows)} training triples violate the schema" in err
     assert "e.g. (" in err and "--schema-violations drop" in err and len(err.splitlines()) == 1
 
-    assert main([*args, "--schema-violations", "drop"]) == 0
+    out_dir = tmp_path / "run"
+    assert main([*args, "--schema-violations", "drop", "--out", str(out_dir)]) == 0
     out = capsys.readouterr().out
     assert f"dropped {violating} of {len(train_rows)} training triples" in out
     assert f"train={len(train_rows) - violating}," in out
+    # test triples outside the support have p = 0: log-likelihood -inf, written as null (strict JSON)
+    test_rows = [
+        line.split("\t") for line in (root / "codex-s" / "test.txt").read_text().splitlines()
+    ]
+    metrics = json.loads(
+        (out_dir / "metrics.json").read_text(),
+        parse_constant=lambda name: pytest.fail(f"metrics.json holds {name}"),
+    )
+    if any(not schema.consistent(*row) for row in test_rows):
+        assert metrics["test"]["log_likelihood"] is None
+    else:
+        assert math.isfinite(metrics["test"]["log_likelihood"])
 
 
 def test_schema_violations_needs_a_schema(capsys):
