@@ -152,10 +152,12 @@ def _budget(records: list[dict]) -> str:
         return "no runs yet"
     c = records[0]["config"]
     epochs = sorted({r["epochs_run"] for r in records})
+    most = max(r["config"]["epochs"] for r in records)
+    every = "/".join(str(e) for e in sorted({r["config"]["eval_every"] for r in records}))
     seconds = sum(r["train_seconds"] for r in records)
     return (
-        f"Adam lr {c['lr']}, batch {c['batch_size']}, N3 {c['reg_weight']}, at most {c['epochs']} "
-        f"epochs (validation MRR every {c['eval_every']}, patience {c['patience']}; epochs run: "
+        f"Adam lr {c['lr']}, batch {c['batch_size']}, N3 {c['reg_weight']}, at most {most} "
+        f"epochs (validation MRR every {every} epochs, patience {c['patience']}; epochs run: "
         f"{epochs[0]}–{epochs[-1]}), {len(records)} runs, {seconds / 60:.0f} min of training"
     )
 
