@@ -25,12 +25,13 @@ import torch
 
 from circuitkg.compile import compile as compile_
 from circuitkg.compilers import MODELS, create_model
+from circuitkg.compilers.base import KG_VARIABLES
 from circuitkg.constraints import ConstrainedCircuit, SchemaError, constrain
 from circuitkg.data import EXTERNAL_DATASETS, SHIPPED_DATASETS, KnowledgeGraph, load
 from circuitkg.errors import CircuitKGError, EvidenceError
 from circuitkg.eval.runner import evaluate, triple_probabilities
 from circuitkg.executor import CompiledCircuit
-from circuitkg.sampling.io import KG_VARIABLES, resolve_given, write_samples_tsv
+from circuitkg.sampling.io import resolve_given, write_samples_tsv
 from circuitkg.train import (
     Checkpoint,
     TrainConfig,

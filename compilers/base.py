@@ -6,18 +6,34 @@ import math
 
 from torch import nn
 
-from circuitkg.errors import FormError
+from circuitkg.errors import EvidenceError, FormError
 from circuitkg.ir import Circuit, InputLayer, ProductLayer, SumLayer
 from circuitkg.params import FixedWeight, FreeTable, PositiveTable, Table, Weight
 from circuitkg.params.kronecker import kronecker_like
 
-KG_VARIABLES = ["s", "r", "o"]
+#: the variables of every KG circuit: subject, relation, object
+KG_VARIABLES = ("s", "r", "o")
 #: the table attributes that ``with_kronecker(which)`` reparameterises, by ``which``
 KRONECKER_TABLES = {
     "entity": ("entity", "subject", "object"),
     "relation": ("relation",),
     "both": ("entity", "subject", "object", "relation"),
 }
+
+
+def check_kg_circuit(circuit, num_entities: int, num_relations: int, against: str) -> None:
+    """Raise :class:`EvidenceError` unless ``circuit`` (anything with ``variables`` and
+    ``domains``) is over ``s, r, o`` with ``num_entities`` and ``num_relations`` values;
+    ``against`` names what those sizes come from, for the message."""
+    if sorted(circuit.variables) != sorted(KG_VARIABLES):
+        raise EvidenceError(f"expected a circuit over s, r, o; it is over {circuit.variables}")
+    sizes = {"s": num_entities, "r": num_relations, "o": num_entities}
+    for var, size in sizes.items():
+        if circuit.domains[var] != size:
+            raise EvidenceError(
+                f"variable {var!r} has {circuit.domains[var]} values in the circuit but {size} "
+                f"in {against}"
+            )
 
 
 class KGEModel(nn.Module):

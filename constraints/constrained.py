@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
+from circuitkg.compilers.base import KG_VARIABLES, check_kg_circuit
 from circuitkg.constraints.binding import BoundSchema
 from circuitkg.constraints.circuit import constraint_circuit
 from circuitkg.constraints.schema import DomainSchema, MissingPolicy, _hint
@@ -46,7 +47,6 @@ from circuitkg.ir import Circuit, multiply
 
 __all__ = ["ConstrainedCircuit", "Prediction", "constrain"]
 
-_VARIABLES = ("s", "r", "o")
 Ids = Tensor | int | list[int]
 
 
@@ -67,17 +67,9 @@ class ConstrainedCircuit(nn.Module):
 
     def __init__(self, compiled: CompiledCircuit, bound: BoundSchema) -> None:
         super().__init__()
-        if set(compiled.variables) != set(_VARIABLES):
-            raise EvidenceError(
-                f"a schema constrains circuits over {list(_VARIABLES)}, got {compiled.variables}"
-            )
-        sizes = {"s": bound.num_entities, "r": bound.num_relations, "o": bound.num_entities}
-        for var, size in sizes.items():
-            if compiled.domains[var] != size:
-                raise EvidenceError(
-                    f"the circuit has {compiled.domains[var]} values of {var!r}, the schema's "
-                    f"knowledge graph {size}"
-                )
+        check_kg_circuit(
+            compiled, bound.num_entities, bound.num_relations, "the schema's knowledge graph"
+        )
         self.compiled = compiled
         self.bound = bound
         self._product: Circuit | None = None
@@ -134,7 +126,7 @@ class ConstrainedCircuit(nn.Module):
 
     def log_partition(self) -> Tensor:
         """``log Σ_x φ(x)² c(x)`` (squared) or ``log Σ_x φ(x) c(x)`` (monotone); differentiable."""
-        return self._log_mass({v: None for v in _VARIABLES}, 1)[0]
+        return self._log_mass({v: None for v in KG_VARIABLES}, 1)[0]
 
     def log_prob(self, x: Tensor) -> Tensor:
         """``log p(x)`` for full assignments ``x`` ``(B, 3)``; ``-inf`` where the schema is broken."""
@@ -153,7 +145,7 @@ class ConstrainedCircuit(nn.Module):
         In ``score`` form: ``log_softmax`` of the scores with forbidden values at ``-inf``.
         """
         ev, batch = self._ids(given, target)
-        if all(ev[v] is not None for v in _VARIABLES if v != target):
+        if all(ev[v] is not None for v in KG_VARIABLES if v != target):
             values = self.score_all(target, **given)
         else:
             self._require_normalised(f"log_conditional of {target!r} with unobserved variables")
@@ -201,8 +193,10 @@ class ConstrainedCircuit(nn.Module):
         target are summed out. An unknown name, or evidence the schema forbids, raises
         :class:`EvidenceError` saying which and why.
         """
-        if target not in _VARIABLES:
-            raise EvidenceError(f"unknown target {target!r}; the variables are {list(_VARIABLES)}")
+        if target not in KG_VARIABLES:
+            raise EvidenceError(
+                f"unknown target {target!r}; the variables are {list(KG_VARIABLES)}"
+            )
         ids = {v: self._resolve(v, x) for v, x in given.items()}
         with torch.no_grad():
             probs = self.log_conditional(target, **ids)[0].exp()
@@ -327,14 +321,16 @@ class ConstrainedCircuit(nn.Module):
         self, given: Mapping[str, Ids | None], target: str | None = None, batch_hint: int = 1
     ) -> tuple[dict[str, Tensor | None], int]:
         """Validated long ids ``(B,)`` per variable (``None`` = unobserved) and the batch size."""
-        unknown = set(given) - set(_VARIABLES) | ({target} - set(_VARIABLES) if target else set())
+        unknown = set(given) - set(KG_VARIABLES) | (
+            {target} - set(KG_VARIABLES) if target else set()
+        )
         if unknown:
             raise EvidenceError(
-                f"unknown variables {sorted(unknown)}; the circuit has {list(_VARIABLES)}"
+                f"unknown variables {sorted(unknown)}; the circuit has {list(KG_VARIABLES)}"
             )
         if target is not None and given.get(target) is not None:
             raise EvidenceError(f"variable {target!r} is both the target and given")
-        ev: dict[str, Tensor | None] = dict.fromkeys(_VARIABLES)
+        ev: dict[str, Tensor | None] = dict.fromkeys(KG_VARIABLES)
         for var, value in given.items():
             if value is None:
                 continue

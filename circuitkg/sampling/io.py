@@ -8,10 +8,9 @@ from typing import TextIO
 import torch
 from torch import Tensor
 
+from circuitkg.compilers.base import KG_VARIABLES, check_kg_circuit
 from circuitkg.data.kg import KnowledgeGraph
 from circuitkg.errors import EvidenceError
-
-KG_VARIABLES = ("s", "r", "o")
 
 
 def resolve_given(kg: KnowledgeGraph, given: dict[str, int | str | Tensor] | None) -> dict:
@@ -42,15 +41,7 @@ def write_samples_tsv(
     path or an open text stream (e.g. ``sys.stdout``). Returns the ``(n, 3)`` id triples
     (``s, r, o``).
     """
-    if sorted(compiled.variables) != sorted(KG_VARIABLES):
-        raise EvidenceError(f"expected a circuit over s, r, o; it is over {compiled.variables}")
-    sizes = {"s": kg.num_entities, "r": kg.num_relations, "o": kg.num_entities}
-    for var, size in sizes.items():
-        if compiled.domains[var] != size:
-            raise EvidenceError(
-                f"variable {var!r} has {compiled.domains[var]} values in the circuit but "
-                f"{size} in knowledge graph {kg.name!r}"
-            )
+    check_kg_circuit(compiled, kg.num_entities, kg.num_relations, f"knowledge graph {kg.name!r}")
     ids = compiled.sample(n, given=resolve_given(kg, given), generator=generator)
     triples = ids[:, [compiled.variables.index(v) for v in KG_VARIABLES]].cpu()
     entities, relations = kg.id_to_entity, kg.id_to_relation
