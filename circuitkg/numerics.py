@@ -57,6 +57,13 @@ def all_finite(x: Tensor) -> bool:
     return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
 
 
+def unit_max(w: Tensor) -> tuple[Tensor, Tensor]:
+    """``(w / m, log m)`` with ``m = max |w|`` (detached, at least the smallest positive float):
+    a weight tensor brought to unit scale before a linear map, its scale kept as a log."""
+    top = w.detach().abs().amax().clamp_min(torch.finfo(w.dtype).tiny)
+    return w / top, torch.log(top)
+
+
 def abs_max(x: Tensor, dim: int | None = None) -> Tensor:
     """``max |x|`` over everything or along ``dim``; NaN propagates.
 

@@ -30,7 +30,7 @@ from circuitkg.executor.blocks import BlockView, block_product
 from circuitkg.executor.grams import _QueryGrams
 from circuitkg.executor.passes import Evidence, Plan, is_integrated
 from circuitkg.ir.layers import InputLayer, Layer, ProductLayer, SumLayer
-from circuitkg.numerics import Scaled, scaled_product, scaled_sum
+from circuitkg.numerics import Scaled, scaled_product, scaled_sum, unit_max
 
 _A = string.ascii_lowercase.replace("o", "").replace("p", "")
 _B = string.ascii_uppercase.replace("N", "")
@@ -44,11 +44,6 @@ class LazyPair:
     b_perm: list[int]  # b_perm[c]: position in b's children of the partner of a's c-th child
     a_widths: list[int]
     b_widths: list[int]  # in b's own order
-
-
-def _weight(w: Tensor) -> tuple[Tensor, Tensor]:
-    top = w.detach().abs().amax().clamp_min(torch.finfo(w.dtype).tiny)
-    return w / top, torch.log(top)
 
 
 class PairEvaluator:
@@ -162,10 +157,10 @@ class PairEvaluator:
                     continue
                 value = self.materialise(value)
                 if sa is not None:
-                    w, s = _weight(wa[:, sa])
+                    w, s = unit_max(wa[:, sa])
                     value = Scaled(torch.matmul(w, value.value), value.log_scale + s)
                 if sb is not None:
-                    w, s = _weight(wb[:, sb])
+                    w, s = unit_max(wb[:, sb])
                     value = Scaled(torch.matmul(value.value, w.T), value.log_scale + s)
                 terms.append(value.normalised())
         return scaled_sum(terms)
@@ -203,8 +198,8 @@ class PairEvaluator:
     def _contract_lazy(self, wa: Tensor, wb: Tensor, lazy: LazyPair) -> Scaled:
         """``Σ wa[o, a_1..a_d] wb[p, b_1..b_d] Π_c P_c[a_c, b_c]``, factor by factor."""
         d = len(lazy.factors)
-        wa, sa = _weight(wa.reshape((wa.shape[0], *lazy.a_widths)))
-        wb, sb = _weight(wb.reshape((wb.shape[0], *lazy.b_widths)))
+        wa, sa = unit_max(wa.reshape((wa.shape[0], *lazy.a_widths)))
+        wb, sb = unit_max(wb.reshape((wb.shape[0], *lazy.b_widths)))
         wb = wb.permute(0, *[1 + lazy.b_perm[c] for c in range(d)])  # b axes in a's order
         a_l, b_l = list(_A[:d]), list(_B[:d])
         axes = ["o"] + a_l

@@ -21,7 +21,7 @@ import string
 import torch
 from torch import Tensor
 
-from circuitkg.numerics import Scaled, scaled_product, scaled_sum
+from circuitkg.numerics import Scaled, scaled_product, scaled_sum, unit_max
 
 _LETTERS = string.ascii_letters.replace("N", "").replace("o", "")
 
@@ -31,11 +31,14 @@ def scaled_contract(w: Tensor, head: Scaled | None, factors: list[Scaled | None]
     d = len(factors)
     if w.ndim != d + 1:
         raise ValueError(f"weight of shape {tuple(w.shape)} does not split into {d} factors")
+    w_unit, log_w = unit_max(w)
+    if head is not None and factors == [None]:
+        # a plain sum layer's adjoint, head @ W: one matmul rather than the einsum below
+        return Scaled(head.value @ w_unit, head.log_scale + log_w).normalised()
     axes = ["o"] + list(_LETTERS[:d])
-    w_max = w.detach().abs().amax().clamp_min(torch.finfo(w.dtype).tiny)
     cur: Scaled | None = None
     cur_axes = axes
-    cur_value = w / w_max
+    cur_value = w_unit
     steps = ([(0, head)] if head is not None else []) + [
         (i + 1, f) for i, f in reversed(list(enumerate(factors))) if f is not None
     ]
@@ -50,7 +53,7 @@ def scaled_contract(w: Tensor, head: Scaled | None, factors: list[Scaled | None]
         cur_value, cur_axes = cur.value, kept
     if cur is None:
         raise ValueError("contract needs at least one operand")
-    return Scaled(cur.value, cur.log_scale + torch.log(w_max))
+    return Scaled(cur.value, cur.log_scale + log_w)
 
 
 def scaled_linear(x: Scaled, w: Tensor) -> Scaled:
@@ -60,9 +63,8 @@ def scaled_linear(x: Scaled, w: Tensor) -> Scaled:
     contiguous, where einsum's (a batched matmul for ``o = 1``) is transposed and makes every later
     elementwise op of the backward pass strided (3x slower for ComplEx² log p at K = 100).
     """
-    w_max = w.detach().abs().amax().clamp_min(torch.finfo(w.dtype).tiny)
-    value = torch.nn.functional.linear(x.value, w / w_max)
-    return Scaled(value, x.log_scale + torch.log(w_max)).normalised()
+    w_unit, log_w = unit_max(w)
+    return Scaled(torch.nn.functional.linear(x.value, w_unit), x.log_scale + log_w).normalised()
 
 
 class LinearSemiring:
@@ -103,11 +105,6 @@ class LinearSemiring:
         return scaled_linear(x, w)
 
     def contract(self, w: Tensor, head: Scaled | None, factors: list[Scaled | None]) -> Scaled:
-        if head is not None and factors == [None] and w.ndim == 2:
-            # the adjoint through a plain sum layer: head @ W, a matmul rather than an einsum
-            w_max = w.detach().abs().amax().clamp_min(torch.finfo(w.dtype).tiny)
-            value = head.value @ (w / w_max)
-            return Scaled(value, head.log_scale + torch.log(w_max)).normalised()
         return scaled_contract(w, head, factors)
 
     def add(self, values: list[Scaled]) -> Scaled:
