@@ -21,8 +21,6 @@ from torch import Tensor
 from circuitkg.numerics import Scaled
 
 Runs = tuple[tuple[int, int], ...]
-#: views with more runs per side than this are gathered (a Python loop per block would dominate)
-MAX_RUNS = 16
 
 
 @dataclass(frozen=True)

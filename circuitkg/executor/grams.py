@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from circuitkg.executor.blocks import MAX_RUNS, BlockView
+from circuitkg.executor.blocks import BlockView
 from circuitkg.numerics import Scaled
-from circuitkg.params.tables import ColumnView, Table, view_of
+from circuitkg.params.tables import MAX_RUNS, ColumnView, Table, view_gram, view_of
 
 
 def _state(table: Table) -> tuple:
@@ -46,7 +46,7 @@ class _QueryGrams:
         or ``None``.
 
         ``None`` when ``a`` and ``b`` are not both :class:`ColumnView` s of one base with at most
-        :data:`~circuitkg.executor.blocks.MAX_RUNS` contiguous runs each.
+        :data:`~circuitkg.params.tables.MAX_RUNS` contiguous runs each.
         """
         if not (isinstance(a, ColumnView) and isinstance(b, ColumnView)) or a.base is not b.base:
             return None
@@ -57,14 +57,10 @@ class _QueryGrams:
     def gram(self, a: Table, b: Table, weights: Tensor | None = None) -> Scaled:
         if weights is not None:
             return a.gram(b, weights=weights)
-        base_a, cols_a = view_of(a)
-        base_b, cols_b = view_of(b)
+        base_a, base_b = view_of(a)[0], view_of(b)[0]
         if (base_a is not a or base_b is not b) and base_a is base_b:
-            # views of one table (ComplEx's S and O layouts): gather from the base Gram, computed once
-            blocks = self.gram_blocks(a, b)
-            if blocks is not None:
-                return blocks.dense()
-            return self.gram(base_a, base_b).map(lambda v: v[:, cols_a][:, :, cols_b])
+            # views of one table (ComplEx's S and O layouts): from the base Gram, computed once
+            return view_gram(self.gram(base_a, base_b), a, b)
         key = (id(a), id(b))
         if key in self.memo:
             return self.memo[key]

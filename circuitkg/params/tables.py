@@ -30,6 +30,9 @@ from torch import Tensor, nn
 from circuitkg.numerics import Scaled, abs_max
 
 DEFAULT_CHUNK = 16384
+#: column views with more contiguous runs than this are gathered, not copied run by run (a Python
+#: loop per run would dominate)
+MAX_RUNS = 16
 #: reductions whose largest entry falls outside this range are redone on prescaled tables
 SAFE_RANGE = (1e-30, 1e30)
 
@@ -393,7 +396,7 @@ class ColumnView(Table):
         # contiguous runs (ComplEx: four blocks) are copied block by block and their gradients added
         # back block by block: cheaper than a gather and its scatter, or a cat of slices whose
         # backward fills a zero tensor of the base width per slice
-        if len(self.runs) <= 16:
+        if len(self.runs) <= MAX_RUNS:
             return _SelectRuns.apply(x, self.runs)
         return x.index_select(-1, self.columns)
 
@@ -412,18 +415,9 @@ class ColumnView(Table):
 
     def gram(self, other: Table | None = None, weights: Tensor | None = None) -> Scaled:
         other = self if other is None else other
-        base_b, cols_b = view_of(other)
-        if base_b is not self.base:
+        if view_of(other)[0] is not self.base:
             return super().gram(other, weights)
-        g = self.base.gram(weights=weights)
-        if isinstance(other, ColumnView) and max(len(self.runs), len(other.runs)) <= 16:
-            # block copies whose backward adds blocks, instead of a gather and its scatter
-            return g.map(
-                lambda v: _SelectRuns.apply(
-                    _SelectRuns.apply(v, other.runs).transpose(-1, -2), self.runs
-                ).transpose(-1, -2)
-            )
-        return g.map(lambda v: v[:, self.columns][:, :, cols_b])
+        return view_gram(self.base.gram(weights=weights), self, other)
 
     def weighted_sum(self, weights: Tensor) -> Scaled:
         return self.base.weighted_sum(weights).map(lambda v: v[:, self.columns])
@@ -458,6 +452,28 @@ class _SelectRuns(torch.autograd.Function):
             out[..., a:b] += grad[..., position : position + b - a]
             position += b - a
         return out, None
+
+
+def view_gram(base_gram: Scaled, a: Table, b: Table) -> Scaled:
+    """The Gram of ``a`` and ``b`` (each a view of one base table, or the base itself) from the
+    base's Gram ``(B, W, W)``: its rows at ``a``'s columns, its columns at ``b``'s.
+
+    Views of at most :data:`MAX_RUNS` contiguous runs are copied block by block and their gradient
+    added back block by block; others are gathered (a scatter in the backward pass).
+    """
+    runs_a, runs_b = _runs(a), _runs(b)
+    if max(len(runs_a), len(runs_b)) <= MAX_RUNS:
+        return base_gram.map(
+            lambda v: _SelectRuns.apply(
+                _SelectRuns.apply(v, runs_b).transpose(-1, -2), runs_a
+            ).transpose(-1, -2)
+        )
+    cols_a, cols_b = view_of(a)[1], view_of(b)[1]
+    return base_gram.map(lambda v: v[:, cols_a][:, :, cols_b])
+
+
+def _runs(table: Table) -> list[tuple[int, int]]:
+    return table.runs if isinstance(table, ColumnView) else [(0, table.width)]
 
 
 def _contiguous_runs(columns: list[int]) -> list[tuple[int, int]]:
