@@ -149,8 +149,7 @@ class Table(nn.Module):
     def contract(self, coef: Scaled) -> Scaled:
         """``coef @ Tᵀ``: shape ``(B, V)``, one scale per row shared by all values."""
         value = _contract_chunks(self, coef.value, None)
-        top = abs_max(value.detach())
-        if bool(torch.isfinite(top)) and float(top) > SAFE_RANGE[0]:
+        if _unscaled_ok(value):
             return Scaled(value, coef.log_scale)  # fast path, see _robust
         m = self.abs_max()
         return Scaled(_contract_chunks(self, coef.value, m), coef.log_scale + torch.log(m))
@@ -194,6 +193,13 @@ def _contract_chunks(table: Table, coef: Tensor, scale: Tensor | None) -> Tensor
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
+def _unscaled_ok(value: Tensor) -> bool:
+    """A reduction computed on unscaled tables can be kept: its largest entry is finite and above
+    ``SAFE_RANGE[0]`` (below it, float32 underflow could have zeroed smaller entries)."""
+    top = abs_max(value.detach())
+    return bool(torch.isfinite(top)) and float(top) > SAFE_RANGE[0]
+
+
 def _robust(reduce, *tables: Table) -> Scaled:
     """Run a reduction over tables unscaled; redo it on prescaled tables if needed.
 
@@ -205,8 +211,7 @@ def _robust(reduce, *tables: Table) -> Scaled:
     ref = tables[0]
     one = torch.ones((), dtype=ref.dtype, device=ref.device)
     value = reduce(*[one] * len(tables))
-    top = abs_max(value.detach())
-    if bool(torch.isfinite(top)) and float(top) > SAFE_RANGE[0]:
+    if _unscaled_ok(value):
         zeros = torch.zeros(value.shape[0], dtype=value.dtype, device=value.device)
         return Scaled(value, zeros).normalised()
     scales = [t.abs_max() for t in tables]
