@@ -222,7 +222,6 @@ class ConstrainedCircuit(nn.Module):
         """
         from circuitkg.sampling import sample
 
-        self._require_normalised("sampling")
         return sample(self, num_samples, given=dict(given or {}), generator=generator)
 
     # --- plans -------------------------------------------------------------------------------------
