@@ -292,10 +292,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     if args.pll_weights is not None:
         values["pll_weights"] = tuple(args.pll_weights)
     if args.schema is not None:
-        path = Path(args.schema)
-        if not path.is_file():
-            raise SchemaError(f"schema file {path} does not exist")
-        values["schema"] = str(path.resolve())  # checkpoints record where to find it again
+        # checkpoints record where to find it again; the Trainer reads it (and names a missing file)
+        values["schema"] = str(Path(args.schema).resolve())
     return TrainConfig(**values)
 
 
