@@ -28,6 +28,8 @@ import torch
 from torch import Tensor
 
 _state = threading.local()
+#: reductions whose largest entry falls outside this range are redone on prescaled tables
+SAFE_RANGE = (1e-30, 1e30)
 T = TypeVar("T")
 
 
@@ -40,6 +42,12 @@ def unscaled():
         yield
     finally:
         _state.unscaled = previous
+
+
+def is_unscaled() -> bool:
+    """True inside :func:`unscaled`: reductions may skip their own range checks, because the caller
+    (:func:`robustly`) checks the result and reruns with scaling."""
+    return getattr(_state, "unscaled", False)
 
 
 def robustly(compute: Callable[[], T], finite: Callable[[T], bool]) -> T:
@@ -55,6 +63,18 @@ def all_finite(x: Tensor) -> bool:
     """No NaN or infinity in ``x``. One sum first (``isfinite(x).all()`` is 15x slower on CPU);
     the exact check only when the sum is not finite (overflow of a finite sum, or a true one)."""
     return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
+
+
+def rows_in_range(x: Tensor) -> bool:
+    """Every row of ``x`` (``(B, n)``, linear values) is finite and has an entry above
+    ``SAFE_RANGE[0]``, so float32 underflow cannot have hurt its larger entries.
+
+    One row 2-norm pass: NaN and infinity propagate into it, and ``max |x_b| >= ‖x_b‖ / √n``.
+    A row whose squares overflow fails too (a needless, correct rerun with scaling).
+    """
+    norm = torch.linalg.vector_norm(x.detach(), dim=1)
+    low, high = torch.aminmax(norm)
+    return bool((low > SAFE_RANGE[0] * x.shape[1] ** 0.5) & (high < torch.inf))
 
 
 def unit_max(w: Tensor) -> tuple[Tensor, Tensor]:
@@ -117,7 +137,7 @@ class Scaled:
 
     def normalised(self) -> Scaled:
         """Divide each row by its largest absolute entry (rows of zeros are left alone)."""
-        if getattr(_state, "unscaled", False):
+        if is_unscaled():
             return self
         v = self.value
         m = abs_max(v.detach().reshape(v.shape[0], -1), dim=1)

@@ -30,6 +30,7 @@ Everything is differentiable and runs on whichever device the parameters are on.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -40,7 +41,7 @@ from circuitkg.executor.pairs import PairEvaluator
 from circuitkg.executor.passes import Evidence, Plan, adjoint, forward, is_integrated
 from circuitkg.executor.semirings import LinearSemiring, LogSemiring
 from circuitkg.ir.circuit import Circuit
-from circuitkg.numerics import Scaled, all_finite, robustly, scaled_sum
+from circuitkg.numerics import Scaled, all_finite, robustly, rows_in_range, scaled_sum
 from circuitkg.params.tables import ColumnView
 
 FORMS = ("score", "monotone", "squared")
@@ -154,12 +155,9 @@ class CompiledCircuit(nn.Module):
         In ``score`` form this is ``log_softmax`` of the scores over the target's values.
         """
         evidence, batch = self._evidence(given, target=target)
-        out = []
-        for start in range(0, batch, self.batch_chunk):
-            chunk = {v: _rows(i, start, self.batch_chunk) for v, i in evidence.items()}
-            n = min(self.batch_chunk, batch - start)
-            out.append(self._log_conditional_chunk(target, chunk, n))
-        return torch.cat(out, dim=0)
+        return self._by_chunks(
+            lambda chunk, n: self._log_conditional_chunk(target, chunk, n), evidence, batch
+        )
 
     def score_all(self, target: str, **given: EvidenceValue) -> Tensor:
         """Scores over every value of ``target`` (``φ``; ``log φ`` monotone; ``log φ²`` squared).
@@ -170,12 +168,9 @@ class CompiledCircuit(nn.Module):
         evidence, batch = self._evidence(given, target=target)
         if any(is_integrated(i) for v, i in evidence.items() if v != target):
             raise EvidenceError("score_all needs every variable except the target observed")
-        out = []
-        for start in range(0, batch, self.batch_chunk):
-            chunk = {v: _rows(i, start, self.batch_chunk) for v, i in evidence.items()}
-            n = min(self.batch_chunk, batch - start)
-            out.append(self._target_values(target, chunk, n))
-        return torch.cat(out, dim=0)
+        return self._by_chunks(
+            lambda chunk, n: self._target_values(target, chunk, n), evidence, batch
+        )
 
     def log_conditional_of(
         self, target: str, value: EvidenceValue, **given: EvidenceValue
@@ -208,6 +203,17 @@ class CompiledCircuit(nn.Module):
         return sample(self, num_samples, given=given, generator=generator)
 
     # --- plans ---------------------------------------------------------------------------------------
+    def _by_chunks(
+        self, compute: Callable[[Evidence, int], Tensor], evidence: Evidence, batch: int
+    ) -> Tensor:
+        """``compute(rows of evidence, number of rows)`` over chunks of ``batch_chunk`` query rows,
+        concatenated along the batch."""
+        out = []
+        for start in range(0, batch, self.batch_chunk):
+            chunk = {v: _rows(i, start, self.batch_chunk) for v, i in evidence.items()}
+            out.append(compute(chunk, min(self.batch_chunk, batch - start)))
+        return out[0] if len(out) == 1 else torch.cat(out)
+
     def _output(self, evidence: Evidence):
         values = forward(self.plan, self.semiring, evidence)
         return values[id(self.circuit.output)]
@@ -228,12 +234,11 @@ class CompiledCircuit(nn.Module):
         if len(missing) == 1:
             return self._quadratic_form(missing[0], evidence, batch)
         grams = self.grams.query()
-        out = []
-        for start in range(0, batch, self.batch_chunk):
-            chunk = {v: _rows(i, start, self.batch_chunk) for v, i in evidence.items()}
-            root = PairEvaluator(self.plan, chunk, grams).root()
-            out.append(root.log_abs().reshape(-1))
-        return torch.cat(out).expand(batch)
+        return self._by_chunks(
+            lambda chunk, _: PairEvaluator(self.plan, chunk, grams).root().log_abs().reshape(-1),
+            evidence,
+            batch,
+        ).expand(batch)
 
     def _coefficients(self, target: str, evidence: Evidence, batch: int):
         like = next(iter(self.circuit.tables())).rows(
@@ -253,35 +258,33 @@ class CompiledCircuit(nn.Module):
                 terms.append(_bilinear(qa, gram, qb))
         return scaled_sum(terms).log_abs().expand(batch)
 
-    def _target_values(
-        self, target: str, evidence: Evidence, batch: int, row_shift: bool = False
-    ) -> Tensor:
-        """``φ`` (score), ``log φ`` (monotone) or ``log φ²`` (squared) over every target value.
-
-        ``row_shift=True``: squared values may be off by a constant per row (the caller normalises
-        each row), which saves a pass over the ``(B, |X|)`` values.
-        """
+    def _target_values(self, target: str, evidence: Evidence, batch: int) -> Tensor:
+        """``φ`` (score), ``log φ`` (monotone) or ``log φ²`` (squared) over every target value."""
         if self.form == "monotone":
-            return self._target_values_plan(target, evidence, batch)
-        return robustly(
-            lambda: self._target_values_plan(target, evidence, batch, row_shift), all_finite
-        )
-
-    def _target_values_plan(
-        self, target: str, evidence: Evidence, batch: int, row_shift: bool = False
-    ) -> Tensor:
-        coefs = self._coefficients(target, evidence, batch)
-        if self.form == "monotone":
+            coefs = self._coefficients(target, evidence, batch)
             parts = [layer.table.log_contract(q) for layer, q in coefs]
             return torch.logsumexp(torch.stack(parts), dim=0) if len(parts) > 1 else parts[0]
-        total = scaled_sum([layer.table.contract(q) for layer, q in coefs])
+        total = self._target_contraction(target, evidence, batch)
         if self.form == "score":
             return total.dense()
         if torch.is_grad_enabled():
             return 2.0 * total.log_abs()
         # no autograd: the same numbers in place, one pass fewer over the (B, |X|) scores each
-        values = total.value.abs_().log_().mul_(2.0)
-        return values if row_shift else values.add_(2.0 * total.log_scale.reshape(-1, 1))
+        return total.value.abs_().log_().mul_(2.0).add_(2.0 * total.log_scale.reshape(-1, 1))
+
+    def _target_contraction(self, target: str, evidence: Evidence, batch: int) -> Scaled:
+        """``φ`` over every target value, ``Σ_l q_l T_lᵀ`` of shape ``(B, |X|)``, one scale a row.
+
+        Computed unscaled and kept when every row is in range (:func:`rows_in_range`), else
+        recomputed with scaling, each row's largest entry brought to 1. Either way the squares of
+        a row sum to a finite, positive number.
+        """
+
+        def contract() -> Scaled:
+            coefs = self._coefficients(target, evidence, batch)
+            return scaled_sum([layer.table.contract(q) for layer, q in coefs]).normalised()
+
+        return robustly(contract, lambda total: rows_in_range(total.value))
 
     def _log_conditional_chunk(self, target: str, evidence: Evidence, batch: int) -> Tensor:
         others_missing = [v for v, i in evidence.items() if is_integrated(i) and v != target]
@@ -289,11 +292,15 @@ class CompiledCircuit(nn.Module):
             return robustly(
                 lambda: self._enumerated_conditional(target, evidence, batch), _finite_rows
             )
-        values = self._target_values(target, evidence, batch, row_shift=True)
+        if self.form == "squared" and not torch.is_grad_enabled():
+            # log(φ² / Σ φ²) = 2 (log|φ| - log‖φ‖): a row norm instead of a logsumexp, in place
+            phi = self._target_contraction(target, evidence, batch).value
+            norm = torch.linalg.vector_norm(phi, dim=1, keepdim=True)
+            return phi.abs_().log_().sub_(norm.log_()).mul_(2.0)
+        values = self._target_values(target, evidence, batch)
         if self.form == "score":
             return torch.log_softmax(values, dim=1)
-        norm = torch.logsumexp(values, dim=1, keepdim=True)
-        return values - norm if torch.is_grad_enabled() else values.sub_(norm)
+        return values - torch.logsumexp(values, dim=1, keepdim=True)
 
     def _enumerated_conditional(self, target: str, evidence: Evidence, batch: int) -> Tensor:
         """Squared circuits with other variables summed out: ``log p(x | e)`` for every ``x``.

@@ -27,14 +27,12 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from circuitkg.numerics import Scaled, abs_max
+from circuitkg.numerics import SAFE_RANGE, Scaled, abs_max, is_unscaled
 
 DEFAULT_CHUNK = 16384
 #: column views with more contiguous runs than this are gathered, not copied run by run (a Python
 #: loop per run would dominate)
 MAX_RUNS = 16
-#: reductions whose largest entry falls outside this range are redone on prescaled tables
-SAFE_RANGE = (1e-30, 1e30)
 
 
 class Table(nn.Module):
@@ -147,10 +145,15 @@ class Table(nn.Module):
         return torch.logsumexp(torch.stack(parts), dim=0) if len(parts) > 1 else parts[0]
 
     def contract(self, coef: Scaled) -> Scaled:
-        """``coef @ Tᵀ``: shape ``(B, V)``, one scale per row shared by all values."""
+        """``coef @ Tᵀ``: shape ``(B, V)``, one scale per row shared by all values.
+
+        Under :func:`~circuitkg.numerics.robustly` the plain product is returned unchecked (the
+        caller checks its rows); otherwise it is kept when in range, else redone on the table
+        divided by its largest entry.
+        """
         value = _contract_chunks(self, coef.value, None)
-        if _unscaled_ok(value):
-            return Scaled(value, coef.log_scale)  # fast path, see _robust
+        if is_unscaled() or _unscaled_ok(value):
+            return Scaled(value, coef.log_scale)
         m = self.abs_max()
         return Scaled(_contract_chunks(self, coef.value, m), coef.log_scale + torch.log(m))
 

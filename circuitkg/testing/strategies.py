@@ -156,14 +156,17 @@ def circuits(
 
 
 def rescale(circuit: Circuit, scale: float) -> None:
-    """Multiply every table entry by ``scale`` in place (log-tables shift by ``log scale``)."""
+    """Multiply every parameter of every table by ``scale`` in place, once each (a log-parameter
+    shifts by ``log scale``): entries of free tables and their column views scale by ``scale``."""
     with torch.no_grad():
-        for table in circuit.tables():
-            for name, p in table.named_parameters(recurse=False):
-                if name.startswith("log"):
-                    p.add_(math.log(scale))
-                else:
-                    p.mul_(scale)
+        parameters = {
+            id(p): (name, p) for table in circuit.tables() for name, p in table.named_parameters()
+        }
+        for name, p in parameters.values():
+            if name.rsplit(".", 1)[-1].startswith("log"):
+                p.add_(math.log(scale))
+            else:
+                p.mul_(scale)
 
 
 def model_forms() -> list[tuple[str, str]]:
