@@ -65,16 +65,15 @@ def all_finite(x: Tensor) -> bool:
     return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
 
 
-def rows_in_range(x: Tensor) -> bool:
-    """Every row of ``x`` (``(B, n)``, linear values) is finite and has an entry above
-    ``SAFE_RANGE[0]``, so float32 underflow cannot have hurt its larger entries.
+def row_norms_in_range(norms: Tensor, width: int) -> bool:
+    """The rows behind ``norms`` (their 2-norms; ``width`` entries a row) are finite and each has
+    an entry above ``SAFE_RANGE[0]``, so float32 underflow cannot have hurt its larger entries.
 
-    One row 2-norm pass: NaN and infinity propagate into it, and ``max |x_b| >= ‖x_b‖ / √n``.
-    A row whose squares overflow fails too (a needless, correct rerun with scaling).
+    NaN and infinity propagate into a row's norm, and ``max |x_b| >= ‖x_b‖ / √width``. A row whose
+    squares overflow fails too (a needless, correct rerun with scaling).
     """
-    norm = torch.linalg.vector_norm(x.detach(), dim=1)
-    low, high = torch.aminmax(norm)
-    return bool((low > SAFE_RANGE[0] * x.shape[1] ** 0.5) & (high < torch.inf))
+    low, high = torch.aminmax(norms.detach())
+    return bool((low > SAFE_RANGE[0] * width**0.5) & (high < torch.inf))
 
 
 def unit_max(w: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,4 +1,4 @@
-"""Block views of Gram matrices: Hadamard products of gathered Grams without the gathers.
+"""Block views: Hadamard products of gathered Grams, or of view rows, without the gathers.
 
 A :class:`~circuitkg.params.ColumnView` whose columns are contiguous runs of a base table (ComplEx
 reads ``[Re | Im]`` as four blocks of width ``K``) has the Gram matrix
@@ -9,6 +9,9 @@ keeps the slices lazy and :func:`block_product` multiplies them block by block s
 base Grams: forward ``(d - 1)·R·C`` multiplications for ``d`` factors of an ``R x C`` result (what
 a hand-written product of slices costs), backward ``O(d·R·C)`` accumulated into the base gradients,
 with no ``(base size)`` zero tensor per slice.
+
+The same holds for the rows of an input layer over such a view in the forward pass: ``B`` rows of
+the base, read through the view's runs (:func:`row_view`), multiplied by :func:`row_product`.
 """
 
 from __future__ import annotations
@@ -19,8 +22,13 @@ import torch
 from torch import Tensor
 
 from circuitkg.numerics import Scaled
+from circuitkg.params.tables import select_runs
 
 Runs = tuple[tuple[int, int], ...]
+#: a product of view rows with fewer output entries copies the views out and multiplies them
+#: whole: there the per-block overhead outweighs the copies saved (ComplEx, K = 100, CPU: the
+#: block-wise product is slower at 256 rows, faster from 512; benchmarks/bench_core.py row (b))
+BLOCKWISE_MIN_ENTRIES = 2**17
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,35 @@ def block_product(views: list[BlockView]) -> Scaled:
     for v in views[1:]:
         log_scale = log_scale + v.base.log_scale.expand(n)
     return Scaled(value, log_scale)
+
+
+def row_view(rows: Scaled, runs: Runs) -> BlockView:
+    """Rows ``(B, W_base)`` of a base table read through a column view's ``runs``, kept lazy as a
+    one-row block view: the forward pass multiplies such rows block by block
+    (:func:`row_product`) instead of copying each view out first."""
+    return BlockView(rows.map(lambda v: v.unsqueeze(1)), ((0, 1),), tuple(runs))
+
+
+def row_product(values: list[Scaled | BlockView]) -> Scaled:
+    """``⊙`` of batch rows, some of them lazy :func:`row_view` s: ``(B, W)`` scaled, renormalised.
+
+    Each block costs what a product of slices costs, and the backward pass adds each factor's
+    gradient into its base rows block by block (:class:`_BlockProduct`), so a ComplEx Hadamard of
+    three four-block views neither copies the views nor scatters their gradients back. Below
+    :data:`BLOCKWISE_MIN_ENTRIES` output entries the views are copied out and multiplied whole.
+    """
+    views = [
+        v if isinstance(v, BlockView) else row_view(v, ((0, v.value.shape[1]),)) for v in values
+    ]
+    batch = max(v.base.value.shape[0] for v in views)
+    if batch * views[0].shape[1] >= BLOCKWISE_MIN_ENTRIES:
+        return block_product(views).map(lambda v: v.squeeze(1)).normalised()
+    value = log_scale = None
+    for v in views:
+        rows = select_runs(v.base.value[:, 0], v.col_runs)
+        value = rows if value is None else value * rows
+        log_scale = v.base.log_scale if log_scale is None else log_scale + v.base.log_scale
+    return Scaled(value, log_scale.expand(batch)).normalised()
 
 
 def _length(runs: Runs) -> int:

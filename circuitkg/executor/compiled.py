@@ -41,7 +41,7 @@ from circuitkg.executor.pairs import PairEvaluator
 from circuitkg.executor.passes import Evidence, Plan, adjoint, forward, is_integrated
 from circuitkg.executor.semirings import LinearSemiring, LogSemiring
 from circuitkg.ir.circuit import Circuit
-from circuitkg.numerics import Scaled, all_finite, robustly, rows_in_range, scaled_sum
+from circuitkg.numerics import Scaled, all_finite, robustly, row_norms_in_range, scaled_sum
 from circuitkg.params.tables import ColumnView
 
 FORMS = ("score", "monotone", "squared")
@@ -208,11 +208,13 @@ class CompiledCircuit(nn.Module):
     ) -> Tensor:
         """``compute(rows of evidence, number of rows)`` over chunks of ``batch_chunk`` query rows,
         concatenated along the batch."""
+        if batch <= self.batch_chunk:
+            return compute(evidence, batch)
         out = []
         for start in range(0, batch, self.batch_chunk):
             chunk = {v: _rows(i, start, self.batch_chunk) for v, i in evidence.items()}
             out.append(compute(chunk, min(self.batch_chunk, batch - start)))
-        return out[0] if len(out) == 1 else torch.cat(out)
+        return torch.cat(out)
 
     def _output(self, evidence: Evidence):
         values = forward(self.plan, self.semiring, evidence)
@@ -241,11 +243,9 @@ class CompiledCircuit(nn.Module):
         ).expand(batch)
 
     def _coefficients(self, target: str, evidence: Evidence, batch: int):
-        like = next(iter(self.circuit.tables())).rows(
-            torch.zeros(1, dtype=torch.long, device=self.device)
-        )
+        table = next(iter(self.circuit.tables()))
         values = forward(self.plan, self.semiring, evidence, skip=target)
-        return adjoint(self.plan, self.semiring, values, target, batch, like)
+        return adjoint(self.plan, self.semiring, values, target, batch, table.dtype, self.device)
 
     def _quadratic_form(self, target: str, evidence: Evidence, batch: int) -> Tensor:
         """``log Σ_x w[x] φ(x, e)²`` for the one summed-out variable: ``Σ_ll' q_lᵀ G_ll' q_l'``."""
@@ -264,7 +264,7 @@ class CompiledCircuit(nn.Module):
             coefs = self._coefficients(target, evidence, batch)
             parts = [layer.table.log_contract(q) for layer, q in coefs]
             return torch.logsumexp(torch.stack(parts), dim=0) if len(parts) > 1 else parts[0]
-        total = self._target_contraction(target, evidence, batch)
+        total, _ = self._target_contraction(target, evidence, batch)
         if self.form == "score":
             return total.dense()
         if torch.is_grad_enabled():
@@ -272,19 +272,23 @@ class CompiledCircuit(nn.Module):
         # no autograd: the same numbers in place, one pass fewer over the (B, |X|) scores each
         return total.value.abs_().log_().mul_(2.0).add_(2.0 * total.log_scale.reshape(-1, 1))
 
-    def _target_contraction(self, target: str, evidence: Evidence, batch: int) -> Scaled:
-        """``φ`` over every target value, ``Σ_l q_l T_lᵀ`` of shape ``(B, |X|)``, one scale a row.
+    def _target_contraction(
+        self, target: str, evidence: Evidence, batch: int
+    ) -> tuple[Scaled, Tensor]:
+        """``φ`` over every target value, ``Σ_l q_l T_lᵀ`` of shape ``(B, |X|)`` with one scale a
+        row, and the 2-norms ``(B, 1)`` of its rows.
 
-        Computed unscaled and kept when every row is in range (:func:`rows_in_range`), else
+        Computed unscaled and kept when every row is in range (:func:`row_norms_in_range`), else
         recomputed with scaling, each row's largest entry brought to 1. Either way the squares of
         a row sum to a finite, positive number.
         """
 
-        def contract() -> Scaled:
+        def contract() -> tuple[Scaled, Tensor]:
             coefs = self._coefficients(target, evidence, batch)
-            return scaled_sum([layer.table.contract(q) for layer, q in coefs]).normalised()
+            total = scaled_sum([layer.table.contract(q) for layer, q in coefs]).normalised()
+            return total, torch.linalg.vector_norm(total.value.detach(), dim=1, keepdim=True)
 
-        return robustly(contract, lambda total: rows_in_range(total.value))
+        return robustly(contract, lambda out: row_norms_in_range(out[1], out[0].value.shape[1]))
 
     def _log_conditional_chunk(self, target: str, evidence: Evidence, batch: int) -> Tensor:
         others_missing = [v for v, i in evidence.items() if is_integrated(i) and v != target]
@@ -294,9 +298,8 @@ class CompiledCircuit(nn.Module):
             )
         if self.form == "squared" and not torch.is_grad_enabled():
             # log(φ² / Σ φ²) = 2 (log|φ| - log‖φ‖): a row norm instead of a logsumexp, in place
-            phi = self._target_contraction(target, evidence, batch).value
-            norm = torch.linalg.vector_norm(phi, dim=1, keepdim=True)
-            return phi.abs_().log_().sub_(norm.log_()).mul_(2.0)
+            phi, norm = self._target_contraction(target, evidence, batch)
+            return phi.value.abs_().log_().sub_(norm.log_()).mul_(2.0)
         values = self._target_values(target, evidence, batch)
         if self.form == "score":
             return torch.log_softmax(values, dim=1)
@@ -381,8 +384,7 @@ class CompiledCircuit(nn.Module):
             dtype = next(iter(self.circuit.tables())).dtype
             return weights.to(dtype)
         idx = value.to(torch.long).reshape(-1)
-        low, high = torch.aminmax(idx) if idx.numel() else (None, None)
-        if low is not None and bool((low < 0) | (high >= size)):
+        if idx.numel() and not 0 <= idx.min().item() <= idx.max().item() < size:
             bad = idx[(idx < 0) | (idx >= size)][0].item()
             raise EvidenceError(
                 f"value {bad} of variable {var!r} is outside its domain [0, {size})"

@@ -27,8 +27,10 @@ import torch
 from torch import Tensor
 
 from circuitkg.errors import StructureError
+from circuitkg.executor.blocks import row_view
 from circuitkg.ir.circuit import Circuit
 from circuitkg.ir.layers import InputLayer, Layer, ProductLayer, SumLayer
+from circuitkg.params.tables import MAX_RUNS, ColumnView
 
 #: per variable: ``None`` (sum it out), a long tensor ``(B,)`` of observed values, or a float tensor
 #: ``(B, |X|)`` of non-negative weights (sum it out with those weights, e.g. a 0/1 schema mask)
@@ -46,20 +48,35 @@ class Plan:
 
     circuit: Circuit
     lazy: set[int] = field(default_factory=set)
+    #: input layers over column views that only Hadamard layers read: in linear space their value is
+    #: the base's rows kept lazy (:func:`~circuitkg.executor.blocks.row_view`)
+    view_rows: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         c = self.circuit
         for layer in c.layers:
-            if isinstance(layer, ProductLayer) and layer.kind == "kronecker":
-                parents = c.parents(layer)
-                if parents and all(isinstance(p, SumLayer) for p in parents):
-                    self.lazy.add(id(layer))
+            parents = c.parents(layer)
+            if (
+                isinstance(layer, ProductLayer)
+                and layer.kind == "kronecker"
+                and parents
+                and all(isinstance(p, SumLayer) for p in parents)
+            ):
+                self.lazy.add(id(layer))
+            if (
+                isinstance(layer, InputLayer)
+                and isinstance(layer.table, ColumnView)
+                and len(layer.table.runs) <= MAX_RUNS
+                and parents
+                and all(isinstance(p, ProductLayer) and p.kind == "hadamard" for p in parents)
+            ):
+                self.view_rows.add(id(layer))
 
     def is_lazy(self, layer: Layer) -> bool:
         return id(layer) in self.lazy
 
 
-def _input_value(semiring, layer: InputLayer, evidence: Evidence):
+def _input_value(plan: Plan, semiring, layer: InputLayer, evidence: Evidence):
     table = layer.table
     log = semiring.name == "log"
     if layer.variable is None:
@@ -70,6 +87,8 @@ def _input_value(semiring, layer: InputLayer, evidence: Evidence):
         return table.log_column_sum() if log else table.column_sum()
     if index.is_floating_point():
         return table.log_weighted_sum(torch.log(index)) if log else table.weighted_sum(index)
+    if not log and id(layer) in plan.view_rows:
+        return row_view(semiring.lift(table.base.rows(index)), table.runs)
     return semiring.lift(table.log_rows(index) if log else table.rows(index))
 
 
@@ -84,7 +103,7 @@ def forward(plan: Plan, semiring, evidence: Evidence, skip: str | None = None) -
         if skip is not None and skip in layer.scope:
             continue
         if isinstance(layer, InputLayer):
-            values[id(layer)] = _input_value(semiring, layer, evidence)
+            values[id(layer)] = _input_value(plan, semiring, layer, evidence)
         elif isinstance(layer, SumLayer):
             w = layer.weight.matrix()
             terms = []
@@ -107,10 +126,16 @@ def forward(plan: Plan, semiring, evidence: Evidence, skip: str | None = None) -
 
 
 def adjoint(
-    plan: Plan, semiring, values: dict[int, object], target: str, batch: int, like: Tensor
+    plan: Plan,
+    semiring,
+    values: dict[int, object],
+    target: str,
+    batch: int,
+    dtype: torch.dtype,
+    device: torch.device,
 ) -> list[tuple[InputLayer, object]]:
     """``(input layer over target, q_l)`` pairs: ``φ = Σ_l q_l · T_l[x_target]`` for each batch row."""
-    pending: dict[int, list] = {id(plan.circuit.output): [semiring.ones(batch, like)]}
+    pending: dict[int, list] = {id(plan.circuit.output): [semiring.ones(batch, dtype, device)]}
 
     def push(layer: Layer, value) -> None:
         pending.setdefault(id(layer), []).append(value)

@@ -21,6 +21,7 @@ import string
 import torch
 from torch import Tensor
 
+from circuitkg.executor.blocks import BlockView, row_product
 from circuitkg.numerics import Scaled, scaled_product, scaled_sum, unit_max
 
 _LETTERS = string.ascii_letters.replace("N", "").replace("o", "")
@@ -75,10 +76,14 @@ class LinearSemiring:
     def lift(self, rows: Tensor) -> Scaled:
         return Scaled.of(rows)
 
-    def ones(self, n: int, like: Tensor) -> Scaled:
-        return Scaled.of(torch.ones(n, 1, dtype=like.dtype, device=like.device))
+    def ones(self, n: int, dtype: torch.dtype, device: torch.device) -> Scaled:
+        return Scaled.of(torch.ones(n, 1, dtype=dtype, device=device))
 
-    def hadamard(self, values: list[Scaled]) -> Scaled:
+    def hadamard(self, values: list[Scaled | BlockView]) -> Scaled:
+        """Elementwise product; lazy view rows (:func:`~circuitkg.executor.blocks.row_view`)
+        are multiplied block by block from their base rows."""
+        if any(isinstance(v, BlockView) for v in values):
+            return row_product(values)
         value, log_scale = values[0].value, values[0].log_scale
         for v in values[1:]:
             value, log_scale = value * v.value, log_scale + v.log_scale
@@ -122,8 +127,8 @@ class LogSemiring:
     def lift(self, log_rows: Tensor) -> Tensor:
         return log_rows
 
-    def ones(self, n: int, like: Tensor) -> Tensor:
-        return torch.zeros(n, 1, dtype=like.dtype, device=like.device)
+    def ones(self, n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        return torch.zeros(n, 1, dtype=dtype, device=device)
 
     def hadamard(self, values: list[Tensor]) -> Tensor:
         out = values[0]

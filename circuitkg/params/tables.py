@@ -22,7 +22,7 @@ chunks of ``chunk_size`` rows, so no full ``V x K`` tensor is needed for a Gram 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -405,7 +405,7 @@ class ColumnView(Table):
         # back block by block: cheaper than a gather and its scatter, or a cat of slices whose
         # backward fills a zero tensor of the base width per slice
         if len(self.runs) <= MAX_RUNS:
-            return _SelectRuns.apply(x, self.runs)
+            return select_runs(x, self.runs)
         return x.index_select(-1, self.columns)
 
     def rows(self, index: Tensor) -> Tensor:
@@ -462,6 +462,14 @@ class _SelectRuns(torch.autograd.Function):
         return out, None
 
 
+def select_runs(x: Tensor, runs: Sequence[tuple[int, int]]) -> Tensor:
+    """``x[..., columns]`` for columns given as contiguous ``(start, stop)`` runs: one copy per run,
+    and a backward pass that adds each block into one zero tensor."""
+    if len(runs) == 1 and runs[0] == (0, x.shape[-1]):
+        return x
+    return _SelectRuns.apply(x, list(runs))
+
+
 def view_gram(base_gram: Scaled, a: Table, b: Table) -> Scaled:
     """The Gram of ``a`` and ``b`` (each a view of one base table, or the base itself) from the
     base's Gram ``(B, W, W)``: its rows at ``a``'s columns, its columns at ``b``'s.
@@ -472,9 +480,9 @@ def view_gram(base_gram: Scaled, a: Table, b: Table) -> Scaled:
     runs_a, runs_b = _runs(a), _runs(b)
     if max(len(runs_a), len(runs_b)) <= MAX_RUNS:
         return base_gram.map(
-            lambda v: _SelectRuns.apply(
-                _SelectRuns.apply(v, runs_b).transpose(-1, -2), runs_a
-            ).transpose(-1, -2)
+            lambda v: select_runs(select_runs(v, runs_b).transpose(-1, -2), runs_a).transpose(
+                -1, -2
+            )
         )
     cols_a, cols_b = view_of(a)[1], view_of(b)[1]
     return base_gram.map(lambda v: v[:, cols_a][:, :, cols_b])
