@@ -18,6 +18,7 @@ underflowed to zero on the way.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -72,13 +73,16 @@ def row_norms_in_range(norms: Tensor, width: int) -> bool:
     NaN and infinity propagate into a row's norm, and ``max |x_b| >= ‖x_b‖ / √width``. A row whose
     squares overflow fails too (a needless, correct rerun with scaling).
     """
-    low, high = torch.aminmax(norms.detach())
-    return bool((low > SAFE_RANGE[0] * width**0.5) & (high < torch.inf))
+    low, high = (v.item() for v in torch.aminmax(norms.detach()))
+    return low > SAFE_RANGE[0] * width**0.5 and high < math.inf  # False for NaN
 
 
 def unit_max(w: Tensor) -> tuple[Tensor, Tensor]:
     """``(w / m, log m)`` with ``m = max |w|`` (detached, at least the smallest positive float):
-    a weight tensor brought to unit scale before a linear map, its scale kept as a log."""
+    a weight tensor brought to unit scale before a linear map, its scale kept as a log.
+    Inside :func:`unscaled`: ``(w, 0)``, plain arithmetic like everything there."""
+    if is_unscaled():
+        return w, w.new_zeros(())
     top = w.detach().abs().amax().clamp_min(torch.finfo(w.dtype).tiny)
     return w / top, torch.log(top)
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import circuitkg as ckg
 from circuitkg.executor import blocks
-from circuitkg.executor.blocks import BlockView, block_product, row_product, row_view
+from circuitkg.executor.blocks import BlockView, ViewRows, block_product, row_product
 from circuitkg.numerics import Scaled
 
 
@@ -88,7 +88,7 @@ def row_factors(draw):
 
 def _row_product(factors, values):
     operands = [
-        Scaled.of(v) if r is None else row_view(Scaled.of(v), r)
+        Scaled.of(v) if r is None else ViewRows(Scaled.of(v), r)
         for v, (_, r) in zip(values, factors, strict=True)
     ]
     return row_product(operands).dense()

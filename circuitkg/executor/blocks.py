@@ -11,7 +11,7 @@ a hand-written product of slices costs), backward ``O(d·R·C)`` accumulated int
 with no ``(base size)`` zero tensor per slice.
 
 The same holds for the rows of an input layer over such a view in the forward pass: ``B`` rows of
-the base, read through the view's runs (:func:`row_view`), multiplied by :func:`row_product`.
+the base, read through the view's runs (:class:`ViewRows`), multiplied by :func:`row_product`.
 """
 
 from __future__ import annotations
@@ -75,32 +75,55 @@ def block_product(views: list[BlockView]) -> Scaled:
     return Scaled(value, log_scale)
 
 
-def row_view(rows: Scaled, runs: Runs) -> BlockView:
-    """Rows ``(B, W_base)`` of a base table read through a column view's ``runs``, kept lazy as a
-    one-row block view: the forward pass multiplies such rows block by block
-    (:func:`row_product`) instead of copying each view out first."""
-    return BlockView(rows.map(lambda v: v.unsqueeze(1)), ((0, 1),), tuple(runs))
+@dataclass(frozen=True)
+class ViewRows:
+    """Rows ``(B, W_base)`` of a base table read through a column view's contiguous ``runs``,
+    kept lazy: the forward pass multiplies such rows (:func:`row_product`) without copying each
+    view out first."""
+
+    rows: Scaled
+    runs: Runs
+
+    @property
+    def width(self) -> int:
+        return _length(self.runs)
+
+    def dense(self) -> Tensor:
+        """The view's rows ``(B, W)``, unscaled value."""
+        return select_runs(self.rows.value, self.runs)
+
+    def block_view(self) -> BlockView:
+        """The same rows as a one-row :class:`BlockView` ``(B, 1, W)``."""
+        return BlockView(self.rows.map(lambda v: v.unsqueeze(1)), ((0, 1),), self.runs)
 
 
-def row_product(values: list[Scaled | BlockView]) -> Scaled:
-    """``⊙`` of batch rows, some of them lazy :func:`row_view` s: ``(B, W)`` scaled, renormalised.
+def row_product(values: list[Scaled | ViewRows]) -> Scaled:
+    """``⊙`` of batch rows, some of them lazy :class:`ViewRows`: ``(B, W)`` scaled, renormalised.
 
-    Each block costs what a product of slices costs, and the backward pass adds each factor's
-    gradient into its base rows block by block (:class:`_BlockProduct`), so a ComplEx Hadamard of
-    three four-block views neither copies the views nor scatters their gradients back. Below
-    :data:`BLOCKWISE_MIN_ENTRIES` output entries the views are copied out and multiplied whole.
+    From :data:`BLOCKWISE_MIN_ENTRIES` output entries on, the product runs block by block from the
+    base rows (:func:`block_product`): each block costs what a product of slices costs, and the
+    backward pass adds each factor's gradient into its base rows block by block, so a ComplEx
+    Hadamard of three four-block views neither copies the views nor scatters their gradients back.
+    Below it, the views are copied out and multiplied whole.
     """
-    views = [
-        v if isinstance(v, BlockView) else row_view(v, ((0, v.value.shape[1]),)) for v in values
-    ]
-    batch = max(v.base.value.shape[0] for v in views)
-    if batch * views[0].shape[1] >= BLOCKWISE_MIN_ENTRIES:
-        return block_product(views).map(lambda v: v.squeeze(1)).normalised()
-    value = log_scale = None
-    for v in views:
-        rows = select_runs(v.base.value[:, 0], v.col_runs)
-        value = rows if value is None else value * rows
-        log_scale = v.base.log_scale if log_scale is None else log_scale + v.base.log_scale
+    lazy = [isinstance(v, ViewRows) for v in values]
+    scaled = [v.rows if is_lazy else v for v, is_lazy in zip(values, lazy, strict=True)]
+    batch = max(v.value.shape[0] for v in scaled)
+    width = scaled[0].value.shape[1] if not lazy[0] else values[0].width
+    log_scale = scaled[0].log_scale
+    for v in scaled[1:]:
+        log_scale = log_scale + v.log_scale
+    if batch * width >= BLOCKWISE_MIN_ENTRIES:
+        views = [
+            v.block_view() if is_lazy else ViewRows(v, ((0, width),)).block_view()
+            for v, is_lazy in zip(values, lazy, strict=True)
+        ]
+        value = block_product(views).value.squeeze(1)
+    else:
+        value = None
+        for v, is_lazy in zip(values, lazy, strict=True):
+            rows = v.dense() if is_lazy else v.value
+            value = rows if value is None else value * rows
     return Scaled(value, log_scale.expand(batch)).normalised()
 
 

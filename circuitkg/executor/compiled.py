@@ -101,6 +101,13 @@ class CompiledCircuit(nn.Module):
         return torch.device("cpu")
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The dtype queries compute in: the parameters' (the first table's if there are none)."""
+        if self._device_reference:
+            return self._device_reference[0].dtype
+        return next(iter(self.circuit.tables())).dtype
+
+    @property
     def normalised(self) -> bool:
         return self.form != "score"
 
@@ -243,9 +250,8 @@ class CompiledCircuit(nn.Module):
         ).expand(batch)
 
     def _coefficients(self, target: str, evidence: Evidence, batch: int):
-        table = next(iter(self.circuit.tables()))
         values = forward(self.plan, self.semiring, evidence, skip=target)
-        return adjoint(self.plan, self.semiring, values, target, batch, table.dtype, self.device)
+        return adjoint(self.plan, self.semiring, values, target, batch, self.dtype, self.device)
 
     def _quadratic_form(self, target: str, evidence: Evidence, batch: int) -> Tensor:
         """``log Σ_x w[x] φ(x, e)²`` for the one summed-out variable: ``Σ_ll' q_lᵀ G_ll' q_l'``."""
@@ -381,8 +387,7 @@ class CompiledCircuit(nn.Module):
             low, high = torch.aminmax(weights)  # one pass; NaN fails both comparisons
             if not bool((low >= 0) & (high < torch.inf)):
                 raise EvidenceError(f"weights for variable {var!r} must be finite and non-negative")
-            dtype = next(iter(self.circuit.tables())).dtype
-            return weights.to(dtype)
+            return weights.to(self.dtype)
         idx = value.to(torch.long).reshape(-1)
         if idx.numel() and not 0 <= idx.min().item() <= idx.max().item() < size:
             bad = idx[(idx < 0) | (idx >= size)][0].item()

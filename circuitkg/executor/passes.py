@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from circuitkg.errors import StructureError
-from circuitkg.executor.blocks import row_view
+from circuitkg.executor.blocks import ViewRows
 from circuitkg.ir.circuit import Circuit
 from circuitkg.ir.layers import InputLayer, Layer, ProductLayer, SumLayer
 from circuitkg.params.tables import MAX_RUNS, ColumnView
@@ -49,7 +49,7 @@ class Plan:
     circuit: Circuit
     lazy: set[int] = field(default_factory=set)
     #: input layers over column views that only Hadamard layers read: in linear space their value is
-    #: the base's rows kept lazy (:func:`~circuitkg.executor.blocks.row_view`)
+    #: the base's rows kept lazy (:class:`~circuitkg.executor.blocks.ViewRows`)
     view_rows: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -88,7 +88,7 @@ def _input_value(plan: Plan, semiring, layer: InputLayer, evidence: Evidence):
     if index.is_floating_point():
         return table.log_weighted_sum(torch.log(index)) if log else table.weighted_sum(index)
     if not log and id(layer) in plan.view_rows:
-        return row_view(semiring.lift(table.base.rows(index)), table.runs)
+        return ViewRows(semiring.lift(table.base.rows(index)), tuple(table.runs))
     return semiring.lift(table.log_rows(index) if log else table.rows(index))
 
 

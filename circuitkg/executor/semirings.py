@@ -21,7 +21,7 @@ import string
 import torch
 from torch import Tensor
 
-from circuitkg.executor.blocks import BlockView, row_product
+from circuitkg.executor.blocks import ViewRows, row_product
 from circuitkg.numerics import Scaled, scaled_product, scaled_sum, unit_max
 
 _LETTERS = string.ascii_letters.replace("N", "").replace("o", "")
@@ -79,10 +79,10 @@ class LinearSemiring:
     def ones(self, n: int, dtype: torch.dtype, device: torch.device) -> Scaled:
         return Scaled.of(torch.ones(n, 1, dtype=dtype, device=device))
 
-    def hadamard(self, values: list[Scaled | BlockView]) -> Scaled:
-        """Elementwise product; lazy view rows (:func:`~circuitkg.executor.blocks.row_view`)
-        are multiplied block by block from their base rows."""
-        if any(isinstance(v, BlockView) for v in values):
+    def hadamard(self, values: list[Scaled | ViewRows]) -> Scaled:
+        """Elementwise product; lazy view rows (:class:`~circuitkg.executor.blocks.ViewRows`)
+        are multiplied from their base rows (:func:`~circuitkg.executor.blocks.row_product`)."""
+        if any(isinstance(v, ViewRows) for v in values):
             return row_product(values)
         value, log_scale = values[0].value, values[0].log_scale
         for v in values[1:]:

@@ -438,7 +438,7 @@ class ColumnView(Table):
         ``coef · T[x]ᵀ = fold(coef) · base[x]ᵀ``, summing columns that read one base column."""
         shape = list(coef.shape)
         shape[dim] = self.base.width
-        return coef.new_zeros(shape).index_add(dim, self.columns, coef)
+        return coef.new_zeros(shape).index_add_(dim, self.columns, coef)
 
     def contract(self, coef: Scaled) -> Scaled:
         return self.base.contract(Scaled(self.fold(coef.value, dim=1), coef.log_scale))
@@ -467,6 +467,8 @@ def select_runs(x: Tensor, runs: Sequence[tuple[int, int]]) -> Tensor:
     and a backward pass that adds each block into one zero tensor."""
     if len(runs) == 1 and runs[0] == (0, x.shape[-1]):
         return x
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return torch.cat([x[..., a:b] for a, b in runs], dim=-1)
     return _SelectRuns.apply(x, list(runs))
 
 
