@@ -305,7 +305,8 @@ class CompiledCircuit(nn.Module):
         if self.form == "squared" and not torch.is_grad_enabled():
             # log(φ² / Σ φ²) = 2 (log|φ| - log‖φ‖): a row norm instead of a logsumexp, in place
             phi, norm = self._target_contraction(target, evidence, batch)
-            return phi.value.abs_().log_().sub_(norm.log_()).mul_(2.0)
+            log_abs = phi.value.abs_().log_()
+            return torch.add(norm.log_().mul_(-2.0), log_abs, alpha=2.0, out=log_abs)
         values = self._target_values(target, evidence, batch)
         if self.form == "score":
             return torch.log_softmax(values, dim=1)
