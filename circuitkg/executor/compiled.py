@@ -360,15 +360,13 @@ class CompiledCircuit(nn.Module):
             )
         evidence: Evidence = {}
         for var in self.variables:
-            if var not in given or given[var] is None:
-                evidence[var] = None
-                continue
-            evidence[var] = self._evidence_value(var, given[var])
+            value = given.get(var)
+            evidence[var] = None if value is None else self._evidence_value(var, value)
         batch = _batch_size(evidence)
         for var, value in evidence.items():
-            if value is None:
+            if value is None or value.shape[0] == batch:
                 continue
-            if value.shape[0] not in (1, batch):
+            if value.shape[0] != 1:
                 raise EvidenceError(
                     f"variable {var!r} has {value.shape[0]} rows but the batch has {batch}"
                 )
@@ -389,7 +387,7 @@ class CompiledCircuit(nn.Module):
             if not bool((low >= 0) & (high < torch.inf)):
                 raise EvidenceError(f"weights for variable {var!r} must be finite and non-negative")
             return weights.to(self.dtype)
-        idx = value.to(torch.long).reshape(-1)
+        idx = value if value.dtype == torch.long and value.ndim == 1 else value.long().reshape(-1)
         if idx.numel() and not 0 <= idx.min().item() <= idx.max().item() < size:
             bad = idx[(idx < 0) | (idx >= size)][0].item()
             raise EvidenceError(
