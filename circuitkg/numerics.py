@@ -73,7 +73,7 @@ def row_norms_in_range(norms: Tensor, width: int) -> bool:
     NaN and infinity propagate into a row's norm, and ``max |x_b| >= ‖x_b‖ / √width``. A row whose
     squares overflow fails too (a needless, correct rerun with scaling).
     """
-    low, high = (v.item() for v in torch.aminmax(norms.detach()))
+    low, high = (v.item() for v in torch.aminmax(norms))
     return low > SAFE_RANGE[0] * width**0.5 and high < math.inf  # False for NaN
 
 

@@ -53,21 +53,9 @@ def block_product(views: list[BlockView]) -> Scaled:
 
     The scales add up; the value is not renormalised (the caller decides, as after any product).
     """
-    shapes = {v.shape for v in views}
-    if len(shapes) != 1:
-        raise ValueError(f"block views of different shapes cannot be multiplied: {sorted(shapes)}")
-    row_segments = _segments([v.row_runs for v in views])
-    col_segments = _segments([v.col_runs for v in views])
-    # a base shared by several factors (ComplEx's entity Gram under its S and O views) is passed
-    # once, so its gradient is accumulated in one tensor
-    bases: list[Tensor] = []
-    owner = []
-    for v in views:
-        found = [i for i, b in enumerate(bases) if b is v.base.value]
-        if not found:
-            bases.append(v.base.value)
-        owner.append(found[0] if found else len(bases) - 1)
-    value = _BlockProduct.apply(row_segments, col_segments, tuple(owner), *bases)
+    value = block_values(
+        [v.base.value for v in views], [v.row_runs for v in views], [v.col_runs for v in views]
+    )
     n = value.shape[0]
     log_scale = views[0].base.log_scale.expand(n)
     for v in views[1:]:
@@ -75,56 +63,75 @@ def block_product(views: list[BlockView]) -> Scaled:
     return Scaled(value, log_scale)
 
 
+def block_values(bases: list[Tensor], row_runs: list[Runs], col_runs: list[Runs]) -> Tensor:
+    """``⊙_f bases[f][:, row_runs[f]][:, :, col_runs[f]]``, ``(N, R, C)``, block by block."""
+    shapes = {(_length(r), _length(c)) for r, c in zip(row_runs, col_runs, strict=True)}
+    if len(shapes) != 1:
+        raise ValueError(f"block views of different shapes cannot be multiplied: {sorted(shapes)}")
+    # a base shared by several factors (ComplEx's entity Gram under its S and O views) is passed
+    # once, so its gradient is accumulated in one tensor
+    distinct: list[Tensor] = []
+    owner = []
+    for base in bases:
+        found = [i for i, b in enumerate(distinct) if b is base]
+        if not found:
+            distinct.append(base)
+        owner.append(found[0] if found else len(distinct) - 1)
+    return _BlockProduct.apply(_segments(row_runs), _segments(col_runs), tuple(owner), *distinct)
+
+
 @dataclass(frozen=True)
 class ViewRows:
-    """Rows ``(B, W_base)`` of a base table read through a column view's contiguous ``runs``,
-    kept lazy: the forward pass multiplies such rows (:func:`row_product`) without copying each
-    view out first."""
+    """Rows ``(B, W_base)`` of a base table (a :class:`Scaled`, or a plain tensor in
+    :class:`~circuitkg.executor.semirings.PlainSemiring`) read through a column view's contiguous
+    ``runs``, kept lazy: Hadamard products multiply them (:func:`row_values`) without copying
+    each view out first."""
 
-    rows: Scaled
+    rows: Scaled | Tensor
     runs: Runs
 
-    @property
-    def width(self) -> int:
-        return _length(self.runs)
 
-    def dense(self) -> Tensor:
-        """The view's rows ``(B, W)``, unscaled value."""
-        return select_runs(self.rows.value, self.runs)
+def row_values(rows: list[Tensor], runs: list[Runs]) -> Tensor:
+    """``⊙_f rows[f][:, runs[f]]``: the ``(B, W)`` product of batch rows read through runs.
 
-    def block_view(self) -> BlockView:
-        """The same rows as a one-row :class:`BlockView` ``(B, 1, W)``."""
-        return BlockView(self.rows.map(lambda v: v.unsqueeze(1)), ((0, 1),), self.runs)
+    From :data:`BLOCKWISE_MIN_ENTRIES` output entries on it runs block by block from the base
+    rows (:func:`block_values`): each block costs what a product of slices costs, and the backward
+    pass adds each factor's gradient into its base rows block by block, so a ComplEx Hadamard of
+    three four-block views neither copies the views nor scatters their gradients back. Below it,
+    the views are copied out and multiplied whole.
+    """
+    batch = max(r.shape[0] for r in rows)
+    if batch * _length(runs[0]) >= BLOCKWISE_MIN_ENTRIES:
+        one_row = ((0, 1),)
+        return block_values([r.unsqueeze(1) for r in rows], [one_row] * len(rows), runs).squeeze(1)
+    value = None
+    for r, view_runs in zip(rows, runs, strict=True):
+        columns = select_runs(r, view_runs)
+        value = columns if value is None else value * columns
+    return value
+
+
+def row_operands(values: list) -> tuple[list, list[Runs]]:
+    """``(rows, runs)`` of Hadamard operands, some of them :class:`ViewRows` (the rest whole)."""
+    rows, runs = [], []
+    for v in values:
+        if isinstance(v, ViewRows):
+            rows.append(v.rows)
+            runs.append(v.runs)
+        else:
+            rows.append(v)
+            runs.append(((0, (v.value if isinstance(v, Scaled) else v).shape[1]),))
+    return rows, runs
 
 
 def row_product(values: list[Scaled | ViewRows]) -> Scaled:
-    """``⊙`` of batch rows, some of them lazy :class:`ViewRows`: ``(B, W)`` scaled, renormalised.
-
-    From :data:`BLOCKWISE_MIN_ENTRIES` output entries on, the product runs block by block from the
-    base rows (:func:`block_product`): each block costs what a product of slices costs, and the
-    backward pass adds each factor's gradient into its base rows block by block, so a ComplEx
-    Hadamard of three four-block views neither copies the views nor scatters their gradients back.
-    Below it, the views are copied out and multiplied whole.
-    """
-    lazy = [isinstance(v, ViewRows) for v in values]
-    scaled = [v.rows if is_lazy else v for v, is_lazy in zip(values, lazy, strict=True)]
-    batch = max(v.value.shape[0] for v in scaled)
-    width = scaled[0].value.shape[1] if not lazy[0] else values[0].width
-    log_scale = scaled[0].log_scale
-    for v in scaled[1:]:
-        log_scale = log_scale + v.log_scale
-    if batch * width >= BLOCKWISE_MIN_ENTRIES:
-        views = [
-            v.block_view() if is_lazy else ViewRows(v, ((0, width),)).block_view()
-            for v, is_lazy in zip(values, lazy, strict=True)
-        ]
-        value = block_product(views).value.squeeze(1)
-    else:
-        value = None
-        for v, is_lazy in zip(values, lazy, strict=True):
-            rows = v.dense() if is_lazy else v.value
-            value = rows if value is None else value * rows
-    return Scaled(value, log_scale.expand(batch)).normalised()
+    """:func:`row_values` of scaled rows: the scales add up, the product is renormalised."""
+    rows, runs = row_operands(values)
+    value = row_values([r.value for r in rows], runs)
+    log_scale = rows[0].log_scale
+    for r in rows[1:]:
+        log_scale = log_scale + r.log_scale
+    return Scaled(value, log_scale.expand(value.shape[0])).normalised()
 
 
 def _length(runs: Runs) -> int:

@@ -39,12 +39,20 @@ from circuitkg.errors import EvidenceError, FormError
 from circuitkg.executor.grams import GramCache
 from circuitkg.executor.pairs import PairEvaluator
 from circuitkg.executor.passes import Evidence, Plan, adjoint, forward, is_integrated
-from circuitkg.executor.semirings import LinearSemiring, LogSemiring
+from circuitkg.executor.semirings import LinearSemiring, LogSemiring, PlainSemiring
 from circuitkg.ir.circuit import Circuit
-from circuitkg.numerics import Scaled, all_finite, robustly, row_norms_in_range, scaled_sum
+from circuitkg.numerics import (
+    Scaled,
+    all_finite,
+    is_unscaled,
+    robustly,
+    row_norms_in_range,
+    scaled_sum,
+)
 from circuitkg.params.tables import ColumnView
 
 FORMS = ("score", "monotone", "squared")
+PLAIN = PlainSemiring()
 #: ids (int or long tensor ``(B,)``) or summation weights (float tensor ``(B, |X|)`` or ``(|X|,)``)
 EvidenceValue = Tensor | int
 
@@ -223,9 +231,15 @@ class CompiledCircuit(nn.Module):
             out.append(compute(chunk, min(self.batch_chunk, batch - start)))
         return torch.cat(out)
 
+    def _pass_semiring(self):
+        """The forward and adjoint passes' semiring: in :func:`robustly`'s unscaled attempt of a
+        score or squared circuit, plain tensors (:class:`PlainSemiring`)."""
+        return PLAIN if self.form != "monotone" and is_unscaled() else self.semiring
+
     def _output(self, evidence: Evidence):
-        values = forward(self.plan, self.semiring, evidence)
-        return values[id(self.circuit.output)]
+        semiring = self._pass_semiring()
+        out = forward(self.plan, semiring, evidence)[id(self.circuit.output)]
+        return Scaled.of(out) if semiring is PLAIN else out
 
     def _log_unnormalised(self, evidence: Evidence) -> Tensor:
         """``log Σ_{unobserved} φ`` (monotone) or ``log Σ_{unobserved} φ²`` (squared)."""
@@ -250,8 +264,10 @@ class CompiledCircuit(nn.Module):
         ).expand(batch)
 
     def _coefficients(self, target: str, evidence: Evidence, batch: int):
-        values = forward(self.plan, self.semiring, evidence, skip=target)
-        return adjoint(self.plan, self.semiring, values, target, batch, self.dtype, self.device)
+        semiring = self._pass_semiring()
+        values = forward(self.plan, semiring, evidence, skip=target)
+        coefs = adjoint(self.plan, semiring, values, target, batch, self.dtype, self.device)
+        return [(layer, Scaled.of(q)) for layer, q in coefs] if semiring is PLAIN else coefs
 
     def _quadratic_form(self, target: str, evidence: Evidence, batch: int) -> Tensor:
         """``log Σ_x w[x] φ(x, e)²`` for the one summed-out variable: ``Σ_ll' q_lᵀ G_ll' q_l'``."""
@@ -292,7 +308,8 @@ class CompiledCircuit(nn.Module):
         def contract() -> tuple[Scaled, Tensor]:
             coefs = self._coefficients(target, evidence, batch)
             total = scaled_sum([layer.table.contract(q) for layer, q in coefs]).normalised()
-            return total, torch.linalg.vector_norm(total.value.detach(), dim=1, keepdim=True)
+            value = total.value.detach() if total.value.requires_grad else total.value
+            return total, torch.linalg.vector_norm(value, dim=1, keepdim=True)
 
         return robustly(contract, lambda out: row_norms_in_range(out[1], out[0].value.shape[1]))
 
@@ -376,7 +393,9 @@ class CompiledCircuit(nn.Module):
     def _evidence_value(self, var: str, value: EvidenceValue) -> Tensor:
         """Observed ids ``(B,)`` (ints) or summation weights ``(B, |X|)`` (floats), validated."""
         size = self.domains[var]
-        value = torch.as_tensor(value, device=self.device)
+        device = self.device
+        if not isinstance(value, Tensor) or value.device != device:
+            value = torch.as_tensor(value, device=device)
         if value.is_floating_point():
             weights = value.reshape(1, -1) if value.ndim == 1 else value
             if weights.ndim != 2 or weights.shape[1] != size:

@@ -84,9 +84,11 @@ def _input_value(plan: Plan, semiring, layer: InputLayer, evidence: Evidence):
         return semiring.lift(table.log_rows(index) if log else table.rows(index))
     index = evidence[layer.variable]
     if index is None:
-        return table.log_column_sum() if log else table.column_sum()
+        return table.log_column_sum() if log else semiring.of_scaled(table.column_sum())
     if index.is_floating_point():
-        return table.log_weighted_sum(torch.log(index)) if log else table.weighted_sum(index)
+        if log:
+            return table.log_weighted_sum(torch.log(index))
+        return semiring.of_scaled(table.weighted_sum(index))
     if not log and id(layer) in plan.view_rows:
         return ViewRows(semiring.lift(table.base.rows(index)), tuple(table.runs))
     return semiring.lift(table.log_rows(index) if log else table.rows(index))

@@ -1,10 +1,12 @@
-"""The two numeric representations the executor evaluates circuits in.
+"""The numeric representations the executor evaluates circuits in.
 
 :class:`LinearSemiring` values are :class:`~circuitkg.numerics.Scaled` tensors: linear space with one
-log-scale per batch row, signs kept (score and squared forms). :class:`LogSemiring` values are plain
-log-tensors (monotone form): products add exactly, and linear maps shift by the row maximum, apply
-the map in linear space and take the log again. Both expose the same operations, so the forward and
-adjoint passes in :mod:`circuitkg.executor.passes` are written once:
+log-scale per batch row, signs kept (score and squared forms). :class:`PlainSemiring` values are
+plain linear-space tensors: the unscaled first attempt of the same forms, redone in
+:class:`LinearSemiring` when out of range. :class:`LogSemiring` values are plain log-tensors
+(monotone form): products add exactly, and linear maps shift by the row maximum, apply the map in
+linear space and take the log again. All expose the same operations, so the forward and adjoint
+passes in :mod:`circuitkg.executor.passes` are written once:
 
 * ``hadamard(values)``; ``outer(values)`` (materialised Kronecker, units in row-major order);
 * ``linear(x, W)``: ``x @ Wᵀ``; ``add(values)``;
@@ -21,7 +23,7 @@ import string
 import torch
 from torch import Tensor
 
-from circuitkg.executor.blocks import ViewRows, row_product
+from circuitkg.executor.blocks import ViewRows, row_operands, row_product, row_values
 from circuitkg.numerics import Scaled, scaled_product, scaled_sum, unit_max
 
 _LETTERS = string.ascii_letters.replace("N", "").replace("o", "")
@@ -76,6 +78,10 @@ class LinearSemiring:
     def lift(self, rows: Tensor) -> Scaled:
         return Scaled.of(rows)
 
+    def of_scaled(self, x: Scaled) -> Scaled:
+        """A table reduction (column sums, weighted sums) as a value."""
+        return x
+
     def ones(self, n: int, dtype: torch.dtype, device: torch.device) -> Scaled:
         return Scaled.of(torch.ones(n, 1, dtype=dtype, device=device))
 
@@ -117,6 +123,57 @@ class LinearSemiring:
 
     def log_abs(self, x: Scaled) -> Tensor:
         return x.log_abs()
+
+
+class PlainSemiring:
+    """Plain linear-space tensors, no scales: the first, unscaled attempt of
+    :func:`~circuitkg.numerics.robustly` for score and squared circuits, which a result out of
+    range sends back to :class:`LinearSemiring`. Same numbers as :class:`LinearSemiring` inside
+    :func:`~circuitkg.numerics.unscaled`, without its per-row scale tensors and their additions;
+    the Kronecker operations run through :class:`LinearSemiring` on unit scales."""
+
+    name = "plain"
+
+    def lift(self, rows: Tensor) -> Tensor:
+        return rows
+
+    def of_scaled(self, x: Scaled) -> Tensor:
+        return x.dense()
+
+    def ones(self, n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        return torch.ones(n, 1, dtype=dtype, device=device)
+
+    def hadamard(self, values: list[Tensor | ViewRows]) -> Tensor:
+        if any(isinstance(v, ViewRows) for v in values):
+            return row_values(*row_operands(values))
+        out = values[0]
+        for v in values[1:]:
+            out = out * v
+        return out
+
+    def outer(self, values: list[Tensor]) -> Tensor:
+        return LinearSemiring().outer([Scaled.of(v) for v in values]).dense()
+
+    def outer_adjoint(self, adj: Tensor, factors: list[Tensor | None], widths: list[int]) -> Tensor:
+        lin = LinearSemiring().outer_adjoint(
+            Scaled.of(adj), [None if f is None else Scaled.of(f) for f in factors], widths
+        )
+        return lin.dense()
+
+    def linear(self, x: Tensor, w: Tensor) -> Tensor:
+        return torch.nn.functional.linear(x, w)
+
+    def contract(self, w: Tensor, head: Tensor | None, factors: list[Tensor | None]) -> Tensor:
+        if head is not None and factors == [None]:
+            return head @ w
+        h = None if head is None else Scaled.of(head)
+        return scaled_contract(w, h, [None if f is None else Scaled.of(f) for f in factors]).dense()
+
+    def add(self, values: list[Tensor]) -> Tensor:
+        out = values[0]
+        for v in values[1:]:
+            out = out + v
+        return out
 
 
 class LogSemiring:
