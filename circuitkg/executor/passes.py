@@ -31,6 +31,7 @@ from circuitkg.executor.blocks import ViewRows
 from circuitkg.ir.circuit import Circuit
 from circuitkg.ir.layers import InputLayer, Layer, ProductLayer, SumLayer
 from circuitkg.params.tables import MAX_RUNS, ColumnView
+from circuitkg.params.weights import FixedWeight
 
 #: per variable: ``None`` (sum it out), a long tensor ``(B,)`` of observed values, or a float tensor
 #: ``(B, |X|)`` of non-negative weights (sum it out with those weights, e.g. a 0/1 schema mask)
@@ -51,6 +52,8 @@ class Plan:
     #: input layers over column views that only Hadamard layers read: in linear space their value is
     #: the base's rows kept lazy (:class:`~circuitkg.executor.blocks.ViewRows`)
     view_rows: set[int] = field(default_factory=set)
+    #: sum layers whose weight is a fixed row of ones (CP, DistMult, TuckER-free sums): plain sums
+    unit_sums: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         c = self.circuit
@@ -63,6 +66,13 @@ class Plan:
                 and all(isinstance(p, SumLayer) for p in parents)
             ):
                 self.lazy.add(id(layer))
+            if (
+                isinstance(layer, SumLayer)
+                and isinstance(layer.weight, FixedWeight)
+                and layer.width == 1
+                and bool((layer.weight.matrix() == 1).all())
+            ):
+                self.unit_sums.add(id(layer))
             if (
                 isinstance(layer, InputLayer)
                 and isinstance(layer.table, ColumnView)
@@ -113,6 +123,8 @@ def forward(plan: Plan, semiring, evidence: Evidence, skip: str | None = None) -
                 if plan.is_lazy(child):
                     factors = [values[id(c)] for c in child.children]
                     terms.append(semiring.contract(_kron_shape(w, block, child), None, factors))
+                elif id(layer) in plan.unit_sums:
+                    terms.append(semiring.unit_sum(values[id(child)]))
                 else:
                     terms.append(semiring.linear(values[id(child)], w[:, block]))
             values[id(layer)] = semiring.add(terms)

@@ -9,7 +9,8 @@ linear space and take the log again. All expose the same operations, so the forw
 passes in :mod:`circuitkg.executor.passes` are written once:
 
 * ``hadamard(values)``; ``outer(values)`` (materialised Kronecker, units in row-major order);
-* ``linear(x, W)``: ``x @ Wᵀ``; ``add(values)``;
+* ``linear(x, W)``: ``x @ Wᵀ``; ``unit_sum(x)``: ``Σ_k x_k``, the same for ``W`` a row of ones
+  (its backward broadcasts the gradient instead of materialising ``g ⊗ W``); ``add(values)``;
 * ``contract(W, head, factors)``: ``W`` of shape ``(o, k_1, ..., k_d)`` contracted with ``head``
   over ``o`` and with each given factor over its ``k_i``; ``None`` keeps the axis. This one routine
   is the fused sum-over-Kronecker of the forward pass (head ``None``, all factors) and every
@@ -115,6 +116,10 @@ class LinearSemiring:
     def linear(self, x: Scaled, w: Tensor) -> Scaled:
         return scaled_linear(x, w)
 
+    def unit_sum(self, x: Scaled) -> Scaled:
+        """``Σ_k x[:, k]`` as one unit: a sum layer whose weight is a fixed row of ones."""
+        return Scaled(x.value.sum(dim=1, keepdim=True), x.log_scale).normalised()
+
     def contract(self, w: Tensor, head: Scaled | None, factors: list[Scaled | None]) -> Scaled:
         return scaled_contract(w, head, factors)
 
@@ -163,6 +168,9 @@ class PlainSemiring:
     def linear(self, x: Tensor, w: Tensor) -> Tensor:
         return torch.nn.functional.linear(x, w)
 
+    def unit_sum(self, x: Tensor) -> Tensor:
+        return x.sum(dim=1, keepdim=True)
+
     def contract(self, w: Tensor, head: Tensor | None, factors: list[Tensor | None]) -> Tensor:
         if head is not None and factors == [None]:
             return head @ w
@@ -207,6 +215,9 @@ class LogSemiring:
 
     def linear(self, x: Tensor, w: Tensor) -> Tensor:
         return _from_scaled(scaled_linear(_to_scaled(x), w))
+
+    def unit_sum(self, x: Tensor) -> Tensor:
+        return torch.logsumexp(x, dim=1, keepdim=True)
 
     def contract(self, w: Tensor, head: Tensor | None, factors: list[Tensor | None]) -> Tensor:
         h = None if head is None else _to_scaled(head)
