@@ -15,7 +15,7 @@ from torch import Tensor
 
 from circuitkg.executor.blocks import BlockView
 from circuitkg.numerics import Scaled
-from circuitkg.params.tables import MAX_RUNS, ColumnView, Table, view_gram, view_of
+from circuitkg.params.tables import MAX_RUNS, ColumnView, Table, base_of, view_gram
 
 
 def _state(table: Table) -> tuple:
@@ -57,7 +57,7 @@ class _QueryGrams:
     def gram(self, a: Table, b: Table, weights: Tensor | None = None) -> Scaled:
         if weights is not None:
             return a.gram(b, weights=weights)
-        base_a, base_b = view_of(a)[0], view_of(b)[0]
+        base_a, base_b = base_of(a), base_of(b)
         if (base_a is not a or base_b is not b) and base_a is base_b:
             # views of one table (ComplEx's S and O layouts): from the base Gram, computed once
             return view_gram(self.gram(base_a, base_b), a, b)

@@ -156,10 +156,14 @@ class PairEvaluator:
                     terms.append(self._contract_lazy(wa[:, sa], wb[:, sb], value))
                     continue
                 value = self.materialise(value)
-                if sa is not None:
+                if sa is not None and id(a) in self.plan.unit_sums:
+                    value = value.map(lambda v: v.sum(dim=-2, keepdim=True))
+                elif sa is not None:
                     w, s = unit_max(wa[:, sa])
                     value = Scaled(torch.matmul(w, value.value), value.log_scale + s)
-                if sb is not None:
+                if sb is not None and id(b) in self.plan.unit_sums:
+                    value = value.map(lambda v: v.sum(dim=-1, keepdim=True))
+                elif sb is not None:
                     w, s = unit_max(wb[:, sb])
                     value = Scaled(torch.matmul(value.value, w.T), value.log_scale + s)
                 terms.append(value.normalised())

@@ -22,6 +22,7 @@ chunks of ``chunk_size`` rows, so no full ``V x K`` tensor is needed for a Gram 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -116,10 +117,10 @@ class Table(nn.Module):
     def weighted_sum(self, weights: Tensor) -> Scaled:
         """``Σ_x w[b, x] T[x]`` of shape ``(B, K)``."""
 
-        def reduce(m: Tensor) -> Tensor:
+        def reduce(m: Tensor | None) -> Tensor:
             total, start = None, 0
             for c in self.chunks():
-                part = weights[:, start : start + c.shape[0]] @ (c if bool(m == 1) else c / m)
+                part = weights[:, start : start + c.shape[0]] @ (c if m is None else c / m)
                 total = part if total is None else total + part
                 start += c.shape[0]
             return total
@@ -199,21 +200,20 @@ def _contract_chunks(table: Table, coef: Tensor, scale: Tensor | None) -> Tensor
 def _unscaled_ok(value: Tensor) -> bool:
     """A reduction computed on unscaled tables can be kept: its largest entry is finite and above
     ``SAFE_RANGE[0]`` (below it, float32 underflow could have zeroed smaller entries)."""
-    top = abs_max(value.detach())
-    return bool(torch.isfinite(top)) and float(top) > SAFE_RANGE[0]
+    low, high = (v.item() for v in torch.aminmax(value.detach()))
+    return math.isfinite(low) and math.isfinite(high) and max(-low, high) > SAFE_RANGE[0]
 
 
 def _robust(reduce, *tables: Table) -> Scaled:
     """Run a reduction over tables unscaled; redo it on prescaled tables if needed.
 
-    ``reduce(m_1, ..., m_t)`` computes a sum over ``x`` of products of ``T_i[x] / m_i``. The fast
-    path (all ``m_i = 1``) costs no pass over the tables beyond the reduction itself; it is kept
-    unless its result overflowed or its largest entry lies below ``SAFE_RANGE[0]`` (where float32
-    underflow could bite), in which case each table is divided by its largest entry first.
+    ``reduce(m_1, ..., m_t)`` computes a sum over ``x`` of products of ``T_i[x] / m_i``, where
+    ``m_i = None`` means no division. The fast path (all ``None``) costs no pass over the tables
+    beyond the reduction itself; it is kept unless its result overflowed or its largest entry lies
+    below ``SAFE_RANGE[0]`` (where float32 underflow could bite), in which case each table is
+    divided by its largest entry first.
     """
-    ref = tables[0]
-    one = torch.ones((), dtype=ref.dtype, device=ref.device)
-    value = reduce(*[one] * len(tables))
+    value = reduce(*[None] * len(tables))
     if _unscaled_ok(value):
         zeros = torch.zeros(value.shape[0], dtype=value.dtype, device=value.device)
         return Scaled(value, zeros).normalised()
@@ -230,25 +230,29 @@ def _class_indicator(inverse: Tensor, num_classes: int, like: Tensor) -> Tensor:
 
 
 def _class_grams(
-    a: Table, b: Table, ma: Tensor, mb: Tensor, inverse: Tensor, num_classes: int
+    a: Table, b: Table, ma: Tensor | None, mb: Tensor | None, inverse: Tensor, num_classes: int
 ) -> Tensor:
     """``(C, K, K')``: ``Σ_{x in class c} (A[x]/ma)ᵀ (B[x]/mb)``, ``O(|X| K K')`` in all."""
     order = torch.argsort(inverse)
     counts = torch.bincount(inverse, minlength=num_classes).tolist()
     grams = []
     for index in torch.split(order, counts):
-        ra, rb = a.rows(index), b.rows(index)
-        grams.append((ra / ma).T @ (rb / mb))
+        ra, rb = _divided(a.rows(index), ma), _divided(b.rows(index), mb)
+        grams.append(ra.T @ rb)
     return torch.stack(grams)
 
 
-def _gram_chunks(a: Table, b: Table, ma: Tensor, mb: Tensor, weights: Tensor | None) -> Tensor:
+def _divided(x: Tensor, m: Tensor | None) -> Tensor:
+    return x if m is None else x / m
+
+
+def _gram_chunks(
+    a: Table, b: Table, ma: Tensor | None, mb: Tensor | None, weights: Tensor | None
+) -> Tensor:
     """``Σ_x w[x, c] (A[x]/ma)ᵀ (B[x]/mb)`` per column ``c`` of ``weights`` (``(X, C)``; None: ones)."""
-    scaled = bool(ma != 1) or bool(mb != 1)
     total, start = None, 0
     for ca, cb in zip(a.chunks(), b.chunks(), strict=True):
-        if scaled:
-            ca, cb = ca / ma, cb / mb
+        ca, cb = _divided(ca, ma), _divided(cb, mb)
         if weights is None:
             part = (_SelfGram.apply(ca) if a is b else ca.T @ cb).unsqueeze(0)
         else:
@@ -423,7 +427,7 @@ class ColumnView(Table):
 
     def gram(self, other: Table | None = None, weights: Tensor | None = None) -> Scaled:
         other = self if other is None else other
-        if view_of(other)[0] is not self.base:
+        if base_of(other) is not self.base:
             return super().gram(other, weights)
         return view_gram(self.base.gram(weights=weights), self, other)
 
@@ -503,6 +507,11 @@ def _contiguous_runs(columns: list[int]) -> list[tuple[int, int]]:
         else:
             runs.append((c, c + 1))
     return runs
+
+
+def base_of(table: Table) -> Table:
+    """The table a column view reads (the table itself otherwise)."""
+    return table.base if isinstance(table, ColumnView) else table
 
 
 def view_of(table: Table) -> tuple[Table, Tensor]:
