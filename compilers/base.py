@@ -46,6 +46,9 @@ class KGEModel(nn.Module):
     * ``squared``: ``N(0, σ²)`` with ``σ`` chosen so that ``φ`` has unit variance at init
       (``σ = K^{-1/6}`` for CP-shaped models), which keeps ``φ²`` and its gradients O(1);
     * ``monotone``: ``exp`` of ``N(μ, 0.1²)`` with ``μ = -log(K)/3``, so ``φ ≈ 1`` at init.
+
+    For training a squared model, :func:`circuitkg.train.initialise` (what the trainer does first)
+    moves it to a positive start, from which PLL training does not stall.
     """
 
     forms: tuple[str, ...] = ("score", "monotone", "squared")

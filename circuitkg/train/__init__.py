@@ -18,6 +18,7 @@ from circuitkg.train.checkpoint import (
     save_checkpoint,
 )
 from circuitkg.train.config import ConfigError, TrainConfig
+from circuitkg.train.initialisation import initialise, positive_init
 from circuitkg.train.objectives import make_objective, mle_loss, one_vs_all_loss, pll_loss
 from circuitkg.train.regularisers import embedding_factors, n3
 from circuitkg.train.trainer import (
@@ -44,12 +45,14 @@ __all__ = [
     "embedding_factors",
     "evaluate",
     "init_from_checkpoint",
+    "initialise",
     "load_checkpoint",
     "make_objective",
     "mle_loss",
     "n3",
     "one_vs_all_loss",
     "pll_loss",
+    "positive_init",
     "resolve_checkpoint",
     "save_checkpoint",
     "train",
