@@ -268,9 +268,10 @@ def unique_rows(x: Tensor) -> tuple[Tensor, Tensor]:
 
     ``torch.unique(x, dim=0)`` sorts whole rows and took 85 ms per constrained PLL step (2034 x 1024
     weights); here rows are keyed by one random projection, grouped by key, and every row is checked
-    against its group's first row, ``O(size of x)``. Equal rows get equal keys (same arithmetic);
-    distinct rows that collide on a key are caught by the check and fall back to ``torch.unique``.
-    The distinct rows come in key order, not sorted.
+    against its group's first row, ``O(size of x)``. Distinct rows that collide on a key are caught
+    by the check and fall back to ``torch.unique``. Equal rows can get keys that differ in the last
+    bit (a matrix-vector product need not sum every row in the same order), so the groups' first
+    rows, few, are merged with ``torch.unique`` at the end; the distinct rows come sorted.
     """
     if x.numel() == 0:
         return torch.unique(x, dim=0, return_inverse=True)
@@ -285,7 +286,8 @@ def unique_rows(x: Tensor) -> tuple[Tensor, Tensor]:
     distinct = x[first]
     if not torch.equal(distinct[inverse], x):
         return torch.unique(x, dim=0, return_inverse=True)
-    return distinct, inverse
+    merged, of_group = torch.unique(distinct, dim=0, return_inverse=True)
+    return merged, of_group[inverse]
 
 
 class _SelfGram(torch.autograd.Function):
