@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, settings
 
 settings.register_profile(
     "default",
-    max_examples=int(os.environ.get("CIRCUITKG_EXAMPLES", "40")),
+    max_examples=int(os.environ.get("CIRCUITKG_EXAMPLES", "100")),
     deadline=None,
     derandomize=True,  # CI must not flake: the same cases every run
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
