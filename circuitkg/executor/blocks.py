@@ -26,8 +26,9 @@ from circuitkg.params.tables import select_runs
 
 Runs = tuple[tuple[int, int], ...]
 #: a product of view rows with fewer output entries copies the views out and multiplies them
-#: whole: there the per-block overhead outweighs the copies saved (ComplEx, K = 100, CPU: the
-#: block-wise product is slower at 256 rows, faster from 512; benchmarks/bench_core.py row (b))
+#: whole: there the per-block overhead outweighs the copies saved (ComplEx's three views at
+#: K = 100, forward + backward on CPU, timed by hand: block-wise slower at 256 rows, faster from
+#: 512; at 4096 rows it is what moves benchmarks/bench_core.py row (b))
 BLOCKWISE_MIN_ENTRIES = 2**17
 
 

@@ -456,7 +456,7 @@ class _SelectRuns(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, runs: list[tuple[int, int]]) -> Tensor:
         ctx.runs, ctx.width = runs, x.shape[-1]
-        return torch.cat([x[..., a:b] for a, b in runs], dim=-1)
+        return _cat_runs(x, runs)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -474,8 +474,12 @@ def select_runs(x: Tensor, runs: Sequence[tuple[int, int]]) -> Tensor:
     if len(runs) == 1 and runs[0] == (0, x.shape[-1]):
         return x
     if not (torch.is_grad_enabled() and x.requires_grad):
-        return torch.cat([x[..., a:b] for a, b in runs], dim=-1)
+        return _cat_runs(x, runs)
     return _SelectRuns.apply(x, list(runs))
+
+
+def _cat_runs(x: Tensor, runs: Sequence[tuple[int, int]]) -> Tensor:
+    return torch.cat([x[..., a:b] for a, b in runs], dim=-1)
 
 
 def view_gram(base_gram: Scaled, a: Table, b: Table) -> Scaled:
