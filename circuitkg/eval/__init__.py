@@ -1,9 +1,16 @@
-"""Evaluation: filtered link-prediction ranking, calibration, test log-likelihood and Sem@k."""
+"""Evaluation: filtered link-prediction ranking (all entities, or GraIL's sampled candidates),
+calibration, test log-likelihood and Sem@k."""
 
 from circuitkg.eval.calibration import (
     ReliabilityTable,
     expected_calibration_error,
     reliability_table,
+)
+from circuitkg.eval.grail import (
+    SampledRankingResult,
+    evaluate_sampled_ranking,
+    sample_negatives,
+    uniform_log_likelihood,
 )
 from circuitkg.eval.likelihood import mean_log_likelihood
 from circuitkg.eval.ranking import (
@@ -22,14 +29,18 @@ __all__ = [
     "FilterIndex",
     "RankingResult",
     "ReliabilityTable",
+    "SampledRankingResult",
     "ScoreAll",
     "SemanticResult",
     "evaluate_ranking",
+    "evaluate_sampled_ranking",
     "expected_calibration_error",
     "filtered_ranks",
     "keyword_scorer",
     "mean_log_likelihood",
     "metrics_from_ranks",
     "reliability_table",
+    "sample_negatives",
     "semantic_at_k",
+    "uniform_log_likelihood",
 ]

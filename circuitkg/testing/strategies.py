@@ -8,6 +8,8 @@
 * :func:`kge_models`: any registered model in any form it has, on a tiny KG.
 * :func:`parameter_scales`: magnitudes from ``1e-4`` to ``1e2`` to stress the numerics.
 * :func:`tiny_kgs`: random triple sets with entity types, for tests that need data.
+* :func:`tiny_inductive_splits`: a tiny training graph and a disjoint tiny inference graph over the
+  same relations, for tests of encoders on unseen graphs.
 
 Parameter values come from a ``torch.Generator`` seeded by hypothesis, so failures replay exactly.
 """
@@ -20,6 +22,7 @@ import torch
 from hypothesis import strategies as st
 
 from circuitkg.compilers import MODELS, create_model
+from circuitkg.data import InductiveSplit, KnowledgeGraph
 from circuitkg.ir import Circuit, InputLayer, Layer, ProductLayer, SumLayer
 from circuitkg.params import FixedWeight, FreeTable, FreeWeight, PositiveTable, PositiveWeight
 
@@ -225,3 +228,59 @@ def tiny_kgs(
         )
     )
     return n, m, torch.tensor(triples, dtype=torch.long), types
+
+
+def _tiny_graph(draw, name: str, prefix: str, n: int, relations: list[str]) -> KnowledgeGraph:
+    """A graph of ``n`` entities named ``<prefix><i>``: distinct triples, each in a random split,
+    at least one in ``test``; entities in no train triple are isolated nodes."""
+    triples = draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, n - 1), st.integers(0, len(relations) - 1), st.integers(0, n - 1)
+            ),
+            min_size=1,
+            max_size=3 * n,
+            unique=True,
+        )
+    )
+    if draw(st.booleans()):  # a self-loop, and a relation used twice from one entity
+        h = draw(st.integers(0, n - 1))
+        r = draw(st.integers(0, len(relations) - 1))
+        triples = list(dict.fromkeys([*triples, (h, r, h), (h, r, draw(st.integers(0, n - 1)))]))
+    labels = draw(
+        st.lists(
+            st.sampled_from(["train", "train", "valid", "test"]),
+            min_size=len(triples),
+            max_size=len(triples),
+        )
+    )
+    labels[0] = "test"
+    names = [f"{prefix}{i}" for i in range(n)]
+    return KnowledgeGraph(
+        name=name,
+        entity_to_id={e: i for i, e in enumerate(names)},
+        id_to_entity=names,
+        relation_to_id={r: i for i, r in enumerate(relations)},
+        id_to_relation=relations,
+        splits={
+            split: torch.tensor(
+                [t for t, label in zip(triples, labels, strict=True) if label == split],
+                dtype=torch.long,
+            ).reshape(-1, 3)
+            for split in ("train", "valid", "test")
+        },
+    )
+
+
+@st.composite
+def tiny_inductive_splits(draw, max_entities: int = 5, max_relations: int = 3) -> InductiveSplit:
+    """An :class:`~circuitkg.data.InductiveSplit`: a tiny training graph (entities ``e0, e1,
+    ...``) and a disjoint tiny inference graph (``u0, u1, ...``) over the same relations
+    (``r0, r1, ...``), each with 1 to ``max_entities`` entities and at least one test triple.
+    Isolated nodes, self-loops and one relation used several times from one entity all occur, so
+    an encoder's brute-force tests on unseen graphs meet them."""
+    m = draw(st.integers(1, max_relations))
+    relations = [f"r{i}" for i in range(m)]
+    train = _tiny_graph(draw, "tiny", "e", draw(st.integers(1, max_entities)), relations)
+    inference = _tiny_graph(draw, "tiny_ind", "u", draw(st.integers(1, max_entities)), relations)
+    return InductiveSplit(name="tiny", train=train, inference=inference, dropped={})
