@@ -15,3 +15,19 @@ class FormError(CircuitKGError, ValueError):
 
 class EvidenceError(CircuitKGError, ValueError):
     """Evidence names an unknown variable or holds a value outside the variable's domain."""
+
+
+class UnsupportedHookError(CircuitKGError, TypeError):
+    """A table or weight lacks a hook an operation needs (positive initialisation, Kronecker
+    factors, ...); the message names the class and the method to implement."""
+
+    @classmethod
+    def missing(
+        cls, obj: object, hook: str, needed_by: str, have: str = ""
+    ) -> "UnsupportedHookError":
+        """The error for ``obj`` lacking ``hook``; ``have`` names classes that implement it."""
+        name = type(obj).__name__
+        where = f" ({have} have it)" if have else ""
+        return cls(
+            f"{name} does not implement {hook}(), which {needed_by} needs: override it{where}"
+        )

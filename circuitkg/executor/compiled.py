@@ -49,7 +49,6 @@ from circuitkg.numerics import (
     row_norms_in_range,
     scaled_sum,
 )
-from circuitkg.params.tables import ColumnView
 
 FORMS = ("score", "monotone", "squared")
 PLAIN = PlainSemiring()
@@ -427,13 +426,11 @@ def _bilinear(qa: Scaled, gram: Scaled, qb: Scaled) -> Scaled:
 def _quadratic_rows(ta, q: Tensor, tb, budget: int = 2**24) -> Tensor:
     """``(B, |X|)``: ``T_a[x] Q_b T_b[x]ᵀ`` for every value ``x``, chunked over values.
 
-    Column views are folded into their base first (ComplEx: ``Q`` of ``4K x 4K`` becomes
-    ``2K x 2K``), so the ``O(B |X| K_a K_b)`` part runs at the base width.
+    Views are folded into their base first (:meth:`~circuitkg.params.Table.fold`; ComplEx: ``Q``
+    of ``4K x 4K`` becomes ``2K x 2K``), so the ``O(B |X| K_a K_b)`` part runs at the base width.
     """
-    if isinstance(ta, ColumnView):
-        ta, q = ta.base, ta.fold(q, dim=1)
-    if isinstance(tb, ColumnView):
-        tb, q = tb.base, tb.fold(q, dim=2)
+    q = tb.fold(ta.fold(q, dim=1), dim=2)
+    ta, tb = ta.as_view()[0], tb.as_view()[0]
     batch, ka, kb = q.shape
     step = max(1, budget // max(1, batch * kb))
     out = []

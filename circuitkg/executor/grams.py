@@ -3,9 +3,10 @@
 Inside one query a Gram matrix ``Σ_x T_a[x]ᵀ T_b[x]`` is needed by several layer pairs; across
 queries made without gradients (sampling, evaluation, prediction) it is the same until a parameter
 changes. :class:`GramCache` serves both: per query it memoises; with autograd off it also keeps
-Grams across queries, keyed by the tables' parameter versions (torch bumps ``_version`` on every
-in-place update, so an optimiser step or ``load_state_dict`` invalidates the entry). With autograd
-on nothing is kept across queries, since a reused graph could not be backpropagated twice.
+Grams across queries, keyed by the tables' :meth:`~circuitkg.params.Table.state_token` (which
+changes on every in-place update, so an optimiser step or ``load_state_dict`` invalidates the
+entry). With autograd on nothing is kept across queries, since a reused graph could not be
+backpropagated twice.
 """
 
 from __future__ import annotations
@@ -15,12 +16,7 @@ from torch import Tensor
 
 from circuitkg.executor.blocks import BlockView
 from circuitkg.numerics import Scaled
-from circuitkg.params.tables import MAX_RUNS, ColumnView, Table, base_of, view_gram
-
-
-def _state(table: Table) -> tuple:
-    tensors = list(table.parameters()) + list(table.buffers())
-    return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+from circuitkg.params.tables import MAX_RUNS, Table, base_of, view_gram
 
 
 class GramCache:
@@ -45,14 +41,15 @@ class _QueryGrams:
         """The (weighted) Gram of two views of one base table as a lazy grid of base-Gram slices,
         or ``None``.
 
-        ``None`` when ``a`` and ``b`` are not both :class:`ColumnView` s of one base with at most
-        :data:`~circuitkg.params.tables.MAX_RUNS` contiguous runs each.
+        ``None`` when ``a`` and ``b`` are not both views (:meth:`~circuitkg.params.Table.as_view`)
+        of one base with at most :data:`~circuitkg.params.tables.MAX_RUNS` contiguous runs each.
         """
-        if not (isinstance(a, ColumnView) and isinstance(b, ColumnView)) or a.base is not b.base:
+        (base_a, _, runs_a), (base_b, _, runs_b) = a.as_view(), b.as_view()
+        if base_a is a or base_b is b or base_a is not base_b:
             return None
-        if len(a.runs) > MAX_RUNS or len(b.runs) > MAX_RUNS:
+        if len(runs_a) > MAX_RUNS or len(runs_b) > MAX_RUNS:
             return None
-        return BlockView(self.gram(a.base, b.base, weights), tuple(a.runs), tuple(b.runs))
+        return BlockView(self.gram(base_a, base_b, weights), tuple(runs_a), tuple(runs_b))
 
     def gram(self, a: Table, b: Table, weights: Tensor | None = None) -> Scaled:
         if weights is not None:
@@ -65,7 +62,7 @@ class _QueryGrams:
         if key in self.memo:
             return self.memo[key]
         if not torch.is_grad_enabled():
-            state = (_state(a), _state(b))
+            state = (a.state_token(), b.state_token())
             kept = self.cache._kept.get(key)
             if kept is not None and kept[0] == state:
                 self.memo[key] = kept[1]

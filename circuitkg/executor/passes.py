@@ -30,7 +30,7 @@ from circuitkg.errors import StructureError
 from circuitkg.executor.blocks import ViewRows
 from circuitkg.ir.circuit import Circuit
 from circuitkg.ir.layers import InputLayer, Layer, ProductLayer, SumLayer
-from circuitkg.params.tables import MAX_RUNS, ColumnView
+from circuitkg.params.tables import MAX_RUNS
 from circuitkg.params.weights import FixedWeight
 
 #: per variable: ``None`` (sum it out), a long tensor ``(B,)`` of observed values, or a float tensor
@@ -49,8 +49,9 @@ class Plan:
 
     circuit: Circuit
     lazy: set[int] = field(default_factory=set)
-    #: input layers over column views that only Hadamard layers read: in linear space their value is
-    #: the base's rows kept lazy (:class:`~circuitkg.executor.blocks.ViewRows`)
+    #: input layers over views (``table.as_view()`` names another base) that only Hadamard layers
+    #: read: in linear space their value is the base's rows kept lazy
+    #: (:class:`~circuitkg.executor.blocks.ViewRows`)
     view_rows: set[int] = field(default_factory=set)
     #: sum layers whose weight is a fixed row of ones (CP, DistMult, TuckER-free sums): plain sums
     unit_sums: set[int] = field(default_factory=set)
@@ -75,8 +76,7 @@ class Plan:
                 self.unit_sums.add(id(layer))
             if (
                 isinstance(layer, InputLayer)
-                and isinstance(layer.table, ColumnView)
-                and len(layer.table.runs) <= MAX_RUNS
+                and _is_view(layer.table)
                 and parents
                 and all(isinstance(p, ProductLayer) and p.kind == "hadamard" for p in parents)
             ):
@@ -84,6 +84,12 @@ class Plan:
 
     def is_lazy(self, layer: Layer) -> bool:
         return id(layer) in self.lazy
+
+
+def _is_view(table) -> bool:
+    """``table`` reads another table's columns in at most :data:`MAX_RUNS` contiguous runs."""
+    base, _, runs = table.as_view()
+    return base is not table and len(runs) <= MAX_RUNS
 
 
 def _input_value(plan: Plan, semiring, layer: InputLayer, evidence: Evidence):
@@ -100,7 +106,8 @@ def _input_value(plan: Plan, semiring, layer: InputLayer, evidence: Evidence):
             return table.log_weighted_sum(torch.log(index))
         return semiring.of_scaled(table.weighted_sum(index))
     if not log and id(layer) in plan.view_rows:
-        return ViewRows(semiring.lift(table.base.rows(index)), tuple(table.runs))
+        base, _, runs = table.as_view()
+        return ViewRows(semiring.lift(base.rows(index)), tuple(runs))
     return semiring.lift(table.log_rows(index) if log else table.rows(index))
 
 

@@ -25,9 +25,13 @@ method              plan                                             cost
 ``weighted_sum``    ``Σ_x w[b,x] A[x] ⊗ B[x]``                        ``O(B n a b)``
 ``abs_max``         ``max|A| · max|B|`` (exact for the self form,     ``O(n (a + b))``
                     an upper bound otherwise)
+``init_positive_``  each factor's, ``shift`` scaled to its width      ``O(n (a + b))``
+                    (``[0, K/2)`` -> ``[0, a/2)``); supported iff
+                    every factor supports it
 ==================  ===============================================  =========================
 
 The ``log_*`` variants shift each factor by its own maximum before leaving log space.
+:func:`kronecker_like` builds its factors with the replaced table's ``kronecker_factor`` hook.
 """
 
 from __future__ import annotations
@@ -38,13 +42,7 @@ import torch
 from torch import Tensor
 
 from circuitkg.numerics import Scaled
-from circuitkg.params.tables import (
-    DEFAULT_CHUNK,
-    FreeTable,
-    PositiveTable,
-    Table,
-    _finite_max,
-)
+from circuitkg.params.tables import DEFAULT_CHUNK, Table, _finite_max
 
 #: temporaries of the chunked reductions hold about this many numbers
 CHUNK_ELEMENTS = 1 << 22
@@ -97,6 +95,19 @@ class KroneckerTable(Table):
         if side == "right":
             return cls(base, None, right_width=width)
         raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+
+    # --- hooks ---------------------------------------------------------------------------------
+    @property
+    def supports_positive_init(self) -> bool:
+        return all(f.supports_positive_init for f in self._factors())
+
+    def init_positive_(self, mean: float, noise: float, shift: slice | None = None) -> None:
+        """Each factor table's ``init_positive_(mean, noise, shift')`` (once in the self form), where
+        ``shift'`` selects the same fraction of the factor's columns as ``shift`` of this table's
+        (``[0, K/2)`` -> ``[0, a/2)``), so reconstructed entries start near ``mean²`` where shifted.
+        This is what the positive initialisation did to Kronecker factors before it used hooks."""
+        for factor in self._factors():
+            factor.init_positive_(mean, noise, _scaled_slice(shift, self.width, factor.width))
 
     # --- rows ----------------------------------------------------------------------------------
     def rows(self, index: Tensor) -> Tensor:
@@ -202,6 +213,11 @@ class KroneckerTable(Table):
         return torch.cat(out, dim=1) + top
 
     # --- helpers -------------------------------------------------------------------------------
+    def _factors(self) -> list[Table]:
+        """The distinct factor tables (ones are none; the self form's one factor once)."""
+        right = None if self.right is self.left else self.right
+        return [f for f in (self.left, right) if f is not None]
+
     def _factor_rows(self, index: Tensor, log: bool) -> tuple[Rows, Rows]:
         def get(f: Table | None) -> Rows:
             if f is None:
@@ -302,6 +318,16 @@ def _outer(a: Rows, b: Rows, wa: int, wb: int, log: bool) -> Tensor:
     return out.flatten(-2)
 
 
+def _scaled_slice(shift: slice | None, width: int, to: int) -> slice | None:
+    """``shift`` over ``width`` columns as the same fraction of ``to`` columns (rounded down)."""
+    if shift is None:
+        return None
+    start, stop, step = shift.indices(width)
+    if step != 1:
+        raise ValueError(f"a Kronecker table shifts a contiguous column range, got {shift}")
+    return slice(start * to // width, stop * to // width)
+
+
 def balanced_factors(width: int) -> tuple[int, int]:
     """``(a, b)`` with ``a·b = width`` and ``a <= b`` as close as possible (``a = b`` for squares)."""
     a = math.isqrt(width)
@@ -314,29 +340,15 @@ def kronecker_like(table: Table) -> KroneckerTable:
     """A Kronecker table with ``table``'s values, width and kind, at the same typical scale.
 
     Square widths ``a²`` give the self form ``A ⊗ A`` (``|X| a`` parameters); other widths the two
-    most balanced factors ``A ⊗ B``. A free table of entry std ``σ`` gets factors of std ``√σ``; a
-    positive table ``exp(θ)`` gets factors ``exp(θ')`` with half the mean and ``1/√2`` the std of
-    ``θ``, so reconstructed entries start where the replaced ones did.
+    most balanced factors ``A ⊗ B``. The factors are ``table.kronecker_factor(width)``: a free table
+    of entry std ``σ`` gets factors of std ``√σ``; a positive table ``exp(θ)`` gets factors
+    ``exp(θ')`` with half the mean and ``1/√2`` the std of ``θ``, so reconstructed entries start
+    where the replaced ones did. A table without that hook raises
+    :class:`~circuitkg.errors.UnsupportedHookError`.
     """
-    if isinstance(table, FreeTable):
-        std = float(table.weight.detach().std()) if table.weight.numel() > 1 else 1.0
-
-        def factor(width: int) -> Table:
-            return FreeTable(table.num_values, width, init_std=math.sqrt(std))
-    elif isinstance(table, PositiveTable):
-        theta = table.log_weight.detach()
-        mean = float(theta.mean())
-        std = float(theta.std()) if theta.numel() > 1 else 0.1
-
-        def factor(width: int) -> Table:
-            return PositiveTable(
-                table.num_values, width, init_mean=mean / 2, init_std=std / math.sqrt(2)
-            )
-    else:
-        raise TypeError(
-            f"only free and positive tables can be reparameterised as Kronecker tables, "
-            f"got {type(table).__name__}"
-        )
     a, b = balanced_factors(table.width)
-    out = KroneckerTable.square(factor(a)) if a == b else KroneckerTable(factor(a), factor(b))
+    if a == b:
+        out = KroneckerTable.square(table.kronecker_factor(a))
+    else:
+        out = KroneckerTable(table.kronecker_factor(a), table.kronecker_factor(b))
     return out.to(device=table.device, dtype=table.dtype)

@@ -17,23 +17,58 @@ method                       value                                         cost 
 
 Tables that are computed on the fly override :meth:`Table.chunks` only; the defaults reduce over
 chunks of ``chunk_size`` rows, so no full ``V x K`` tensor is needed for a Gram matrix.
+
+**Hooks.** What the executor, the trainer and the model transforms need to know about a table is
+asked of the table, never found out with ``isinstance``, so a new kind of table (an encoder's, say)
+plugs in by overriding what differs from these defaults:
+
+===============================  ==============================================  =================
+hook                             value (default)                                 cost (default)
+===============================  ==============================================  =================
+``as_view()``                    ``(base, cols, runs)``: ``T = base[:, cols]``,  O(K)
+                                 ``runs`` the contiguous runs of ``cols``
+                                 (``(T, 0..K-1, ((0, K),))``)
+``fold(coef, dim)``              ``c`` with ``coef · T[x]ᵀ = c · base[x]ᵀ``      O(1); a view: the
+                                 (``coef``)                                      size of ``coef``
+``parameter_table()``            the table whose rows N3 penalises as            O(1)
+                                 embedding factors (``T``; views: their base's)
+``supports_positive_init``       whether ``init_positive_`` is implemented       O(1)
+                                 (False)
+``init_positive_(μ, ν, shift)``  in place ``T[x, k] = μ ν ε + μ [k ∈ shift]``,   O(V K)
+                                 ``ε ~ N(0, 1)`` (an error)
+``kronecker_factor(w)``          a new table of this kind over the same values   O(V K), to read
+                                 and width ``w`` whose ``A ⊗ A`` has ``T``'s     the scale
+                                 scale (an error)
+``state_token()``                a hashable that changes whenever ``T`` may      O(#tensors)
+                                 have (pointer, version, dtype and device of
+                                 each parameter and buffer)
+===============================  ==============================================  =================
+
+The executor reads ``as_view``/``fold`` to work at a view's base width and ``state_token`` to
+reuse Gram matrices across no-grad queries; :func:`circuitkg.train.initialise` and the N3
+regulariser read the parameter tables; ``KGEModel.with_kronecker`` reads ``kronecker_factor``. A
+missing hook raises :class:`~circuitkg.errors.UnsupportedHookError` naming the table and the hook.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from circuitkg.errors import UnsupportedHookError
 from circuitkg.numerics import SAFE_RANGE, Scaled, abs_max, is_unscaled
 
 DEFAULT_CHUNK = 16384
 #: column views with more contiguous runs than this are gathered, not copied run by run (a Python
 #: loop per run would dominate)
 MAX_RUNS = 16
+
+#: contiguous ``(start, stop)`` column runs
+Runs = tuple[tuple[int, int], ...]
 
 
 class Table(nn.Module):
@@ -43,6 +78,8 @@ class Table(nn.Module):
     width: int
     #: every entry is >= 0 by construction (needed for monotone circuits)
     nonnegative: bool = False
+    #: :meth:`init_positive_` is implemented
+    supports_positive_init: bool = False
 
     def __init__(self, num_values: int, width: int) -> None:
         super().__init__()
@@ -169,6 +206,46 @@ class Table(nn.Module):
             out.append(torch.log(coef @ torch.exp(log_t - t_top).T) + t_top)
         return torch.cat(out, dim=1) + top
 
+    # --- hooks (see the module docstring) -------------------------------------------------------
+    def as_view(self) -> tuple[Table, Tensor, Runs]:
+        """``(base, columns, runs)`` such that ``self == base[:, columns]``; ``runs`` are the
+        contiguous ``(start, stop)`` runs of ``columns``. A table that is no view is its own base."""
+        return self, torch.arange(self.width, device=self.device), ((0, self.width),)
+
+    def fold(self, coef: Tensor, dim: int = -1) -> Tensor:
+        """Coefficients on this table's columns (axis ``dim``) as coefficients on its base's
+        (:meth:`as_view`): ``coef · T[x]ᵀ = fold(coef) · base[x]ᵀ``. The identity unless a view."""
+        return coef
+
+    def parameter_table(self) -> Table:
+        """The table whose rows are the embedding factors (what N3 penalises): this table, or for
+        a table derived column-wise from another (a view, polynomial features), that one's."""
+        return self
+
+    def init_positive_(self, mean: float, noise: float, shift: slice | None = None) -> None:
+        """In place: every entry becomes ``mean·noise·ε``, ``ε ~ N(0, 1)``, plus ``mean`` on the
+        columns ``shift`` selects (all when None); see :mod:`circuitkg.train.initialisation`."""
+        raise UnsupportedHookError.missing(
+            self, "init_positive_", "the positive initialisation", "free tables"
+        )
+
+    def kronecker_factor(self, width: int) -> Table:
+        """A new table of this kind over the same values, of width ``width``, whose Kronecker
+        square ``A ⊗ A`` has entries of this table's scale (see
+        :func:`~circuitkg.params.kronecker.kronecker_like`)."""
+        raise UnsupportedHookError.missing(
+            self,
+            "kronecker_factor",
+            "a Kronecker reparameterisation (with_kronecker)",
+            "free and positive tables",
+        )
+
+    def state_token(self) -> Hashable:
+        """A value that changes whenever the table's entries may have changed (cache keys): the
+        :func:`tensors_token` of its parameters and buffers. Tables whose entries depend on more
+        than their own tensors (a graph, a step counter) build their token from other parts."""
+        return tensors_token(itertools.chain(self.parameters(), self.buffers()))
+
     # --- helpers -------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
@@ -190,6 +267,27 @@ class Table(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_values={self.num_values}, width={self.width}"
+
+
+def tensors_token(tensors: Iterable[Tensor]) -> tuple:
+    """``(data_ptr, version, dtype, device)`` per tensor: equal tokens mean unchanged tensors.
+
+    The one place that reads torch's private ``Tensor._version``: no public API detects an in-place
+    update, and torch bumps the counter on every one (an optimiser step, ``copy_``,
+    ``load_state_dict``); the data pointer catches replaced storage, dtype and device ``.to()``.
+    """
+    return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+
+
+def fill_positive_(weight: Tensor, mean: float, noise: float, shift: slice | None) -> None:
+    """In place, ``weight = mean·noise·ε`` plus ``mean`` on the columns ``shift`` selects (all
+    when None), ``ε ~ N(0, 1)``: :meth:`Table.init_positive_` of tables stored as one tensor."""
+    with torch.no_grad():
+        weight.copy_(mean * noise * torch.randn_like(weight))
+        if shift is None:
+            weight += mean
+        else:
+            weight[:, shift] += mean
 
 
 def _contract_chunks(table: Table, coef: Tensor, scale: Tensor | None) -> Tensor:
@@ -315,6 +413,8 @@ def _finite_max(x: Tensor, dim: int | None) -> Tensor:
 class FreeTable(Table):
     """An unrestricted learned table ``T = θ``, initialised ``N(0, init_std²)``."""
 
+    supports_positive_init = True
+
     def __init__(self, num_values: int, width: int, init_std: float = 1.0) -> None:
         super().__init__(num_values, width)
         self.weight = nn.Parameter(torch.randn(num_values, width) * init_std)
@@ -331,6 +431,14 @@ class FreeTable(Table):
     def abs_max(self) -> Tensor:
         norm = abs_max(self.weight.detach())
         return norm.clamp_min(torch.finfo(self.weight.dtype).tiny)
+
+    def init_positive_(self, mean: float, noise: float, shift: slice | None = None) -> None:
+        fill_positive_(self.weight, mean, noise, shift)
+
+    def kronecker_factor(self, width: int) -> FreeTable:
+        """Entries of std ``√σ`` for this table's std ``σ`` (1 for a single entry)."""
+        std = float(self.weight.detach().std()) if self.weight.numel() > 1 else 1.0
+        return FreeTable(self.num_values, width, init_std=math.sqrt(std))
 
 
 class PositiveTable(Table):
@@ -357,6 +465,16 @@ class PositiveTable(Table):
 
     def _log_chunk(self, index: Tensor) -> Tensor:
         return self.log_weight[index]
+
+    def kronecker_factor(self, width: int) -> PositiveTable:
+        """``exp(θ')`` with half the mean and ``1/√2`` the std of this table's ``θ``, so that
+        ``θ' ⊕ θ'`` has ``θ``'s mean and std (std 0.1 for a single entry)."""
+        theta = self.log_weight.detach()
+        mean = float(theta.mean())
+        std = float(theta.std()) if theta.numel() > 1 else 0.1
+        return PositiveTable(
+            self.num_values, width, init_mean=mean / 2, init_std=std / math.sqrt(2)
+        )
 
 
 class ConstantTable(Table):
@@ -404,7 +522,7 @@ class ColumnView(Table):
         self.base = base
         self.register_buffer("columns", columns)
         self.nonnegative = base.nonnegative
-        self.runs = _contiguous_runs(columns.tolist())
+        self.runs: Runs = _contiguous_runs(columns.tolist())
 
     def _select(self, x: Tensor) -> Tensor:
         # contiguous runs (ComplEx: four blocks) are copied block by block and their gradients added
@@ -426,6 +544,12 @@ class ColumnView(Table):
 
     def abs_max(self) -> Tensor:
         return self.base.abs_max()
+
+    def as_view(self) -> tuple[Table, Tensor, Runs]:
+        return self.base, self.columns, self.runs
+
+    def parameter_table(self) -> Table:
+        return self.base.parameter_table()
 
     def gram(self, other: Table | None = None, weights: Tensor | None = None) -> Scaled:
         other = self if other is None else other
@@ -489,42 +613,30 @@ def view_gram(base_gram: Scaled, a: Table, b: Table) -> Scaled:
     Views of at most :data:`MAX_RUNS` contiguous runs are copied block by block and their gradient
     added back block by block; others are gathered (a scatter in the backward pass).
     """
-    runs_a, runs_b = _runs(a), _runs(b)
+    (_, cols_a, runs_a), (_, cols_b, runs_b) = a.as_view(), b.as_view()
     if max(len(runs_a), len(runs_b)) <= MAX_RUNS:
         return base_gram.map(
             lambda v: select_runs(select_runs(v, runs_b).transpose(-1, -2), runs_a).transpose(
                 -1, -2
             )
         )
-    cols_a, cols_b = view_of(a)[1], view_of(b)[1]
     return base_gram.map(lambda v: v[:, cols_a][:, :, cols_b])
 
 
-def _runs(table: Table) -> list[tuple[int, int]]:
-    return table.runs if isinstance(table, ColumnView) else [(0, table.width)]
-
-
-def _contiguous_runs(columns: list[int]) -> list[tuple[int, int]]:
-    """``[3, 4, 5, 0, 1]`` -> ``[(3, 6), (0, 2)]``."""
+def _contiguous_runs(columns: list[int]) -> Runs:
+    """``[3, 4, 5, 0, 1]`` -> ``((3, 6), (0, 2))``."""
     runs: list[tuple[int, int]] = []
     for c in columns:
         if runs and runs[-1][1] == c:
             runs[-1] = (runs[-1][0], c + 1)
         else:
             runs.append((c, c + 1))
-    return runs
+    return tuple(runs)
 
 
 def base_of(table: Table) -> Table:
-    """The table a column view reads (the table itself otherwise)."""
-    return table.base if isinstance(table, ColumnView) else table
-
-
-def view_of(table: Table) -> tuple[Table, Tensor]:
-    """``(base, columns)`` such that ``table == base[:, columns]``."""
-    if isinstance(table, ColumnView):
-        return table.base, table.columns
-    return table, torch.arange(table.width, device=table.device)
+    """The table a view reads (the table itself otherwise): ``table.as_view()[0]``."""
+    return table.as_view()[0]
 
 
 class FeatureTable(Table):
@@ -540,6 +652,9 @@ class FeatureTable(Table):
         self.base = base
         self.register_buffer("columns", torch.as_tensor(columns, dtype=torch.long))
         self.register_buffer("powers", torch.as_tensor(powers, dtype=torch.long))
+
+    def parameter_table(self) -> Table:
+        return self.base.parameter_table()
 
     def rows(self, index: Tensor) -> Tensor:
         x = self.base.rows(index)[..., self.columns]

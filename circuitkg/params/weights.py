@@ -5,6 +5,12 @@ learned (:class:`FreeWeight`), non-negative and learned (:class:`PositiveWeight`
 fixed (:class:`FixedWeight`: CP's ones, ComplEx's ±1), or derived (:class:`KroneckerWeight`, the
 weight of a product of two sum layers). A core tensor (TuckER) is a free weight whose input axis is
 the flattened ``(k_1, ..., k_d)`` of a Kronecker product child.
+
+Like tables (:mod:`circuitkg.params.tables`), weights answer the trainer through hooks:
+``supports_positive_init`` and ``init_positive_(μ, ν, shift)``, in place ``W[i, j] = μ ν ε +
+μ [j ∈ shift]`` (cost ``O(K_out K_in)``; the default raises
+:class:`~circuitkg.errors.UnsupportedHookError`). Weights without parameters (fixed ones) are never
+asked.
 """
 
 from __future__ import annotations
@@ -12,11 +18,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from circuitkg.errors import UnsupportedHookError
+from circuitkg.params.tables import fill_positive_
+
 
 class Weight(nn.Module):
     """Base class: ``matrix()`` returns ``W`` of shape ``(out_width, in_width)``."""
 
     nonnegative: bool = False
+    #: :meth:`init_positive_` is implemented
+    supports_positive_init: bool = False
 
     def __init__(self, out_width: int, in_width: int) -> None:
         super().__init__()
@@ -24,6 +35,13 @@ class Weight(nn.Module):
 
     def matrix(self) -> Tensor:
         raise NotImplementedError
+
+    def init_positive_(self, mean: float, noise: float, shift: slice | None = None) -> None:
+        """In place: every entry becomes ``mean·noise·ε``, ``ε ~ N(0, 1)``, plus ``mean`` on the
+        input columns ``shift`` selects (all when None)."""
+        raise UnsupportedHookError.missing(
+            self, "init_positive_", "the positive initialisation", "free weights"
+        )
 
     def extra_repr(self) -> str:
         return f"out_width={self.out_width}, in_width={self.in_width}"
@@ -53,12 +71,17 @@ class FixedWeight(Weight):
 class FreeWeight(Weight):
     """A learned unrestricted matrix (or core tensor, flattened), initialised ``N(0, init_std²)``."""
 
+    supports_positive_init = True
+
     def __init__(self, out_width: int, in_width: int, init_std: float = 1.0) -> None:
         super().__init__(out_width, in_width)
         self.weight = nn.Parameter(torch.randn(out_width, in_width) * init_std)
 
     def matrix(self) -> Tensor:
         return self.weight
+
+    def init_positive_(self, mean: float, noise: float, shift: slice | None = None) -> None:
+        fill_positive_(self.weight, mean, noise, shift)
 
 
 class PositiveWeight(Weight):

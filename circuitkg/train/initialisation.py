@@ -11,14 +11,19 @@ sign across entities at random and PLL training stalls near the uniform loss (UM
 8 epochs: MRR 0.06); from the positive start, ``log φ²`` behaves like a score-model logit and the
 same run reaches MRR 0.86 — the regime paper 004 observes for trained KGE models, whose scores are
 mostly non-negative. The default ``auto`` applies it to squared forms only.
+
+How: the scheme asks each parameter holder of the circuit — the distinct parameter tables of its
+input layers (:meth:`~circuitkg.params.Table.parameter_table`) and its sum-layer weights, those with
+parameters — to ``init_positive_(μ, noise, shift)`` itself (``shift``: the real half for ComplEx's
+tables), in the order the model lists its modules. It is defined when every holder
+``supports_positive_init``; a table kind of its own (an encoder's) opts in by implementing the hook.
 """
 
 from __future__ import annotations
 
-import torch
-
 from circuitkg.compilers import KGEModel
-from circuitkg.params import FreeTable, FreeWeight
+from circuitkg.errors import UnsupportedHookError
+from circuitkg.params import Table, Weight
 
 INITS = ("auto", "model", "positive")
 
@@ -37,31 +42,48 @@ def initialise(model: KGEModel, scheme: str = "auto", noise: float = 0.1) -> Non
 
 def positive_init_defined(model: KGEModel) -> bool:
     """True for the models and forms :func:`positive_init` handles."""
-    holders = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
-    plain = all(isinstance(m, FreeTable | FreeWeight) for m in holders)
-    return model.form != "monotone" and model.name in _FACTORS and plain
+    return (
+        model.form != "monotone"
+        and model.name in _FACTORS
+        and all(h.supports_positive_init for h, _ in _holders(model))
+    )
 
 
 def positive_init(model: KGEModel, noise: float = 0.1) -> None:
-    """The ``positive`` scheme (see :func:`positive_init_defined` for where it applies)."""
-    if not positive_init_defined(model):
+    """The ``positive`` scheme (see :func:`positive_init_defined` for where it applies).
+
+    Raises :class:`~circuitkg.errors.UnsupportedHookError` naming the first holder without
+    ``init_positive_`` and ``ValueError`` for models and forms the scheme has no scale for.
+    """
+    if model.form == "monotone" or model.name not in _FACTORS:
         raise ValueError(
-            f"the positive initialisation is not defined for {model.name} ({model.form} form, "
-            f"tables {sorted({type(m).__name__ for m in model.modules()})})"
+            f"the positive initialisation is not defined for {model.name} ({model.form} form)"
         )
+    holders = _holders(model)
+    for holder, _ in holders:
+        if not holder.supports_positive_init:
+            raise UnsupportedHookError.missing(
+                holder, "init_positive_", f"the positive initialisation of {model.name}"
+            )
     terms, factors = _terms(model)
     mu = terms ** (-1.0 / factors)
     real_only = model.name == "complex"
-    with torch.no_grad():
-        for module in model.modules():
-            if not isinstance(module, FreeTable | FreeWeight):
-                continue
-            weight = module.weight
-            weight.copy_(mu * noise * torch.randn_like(weight))
-            if real_only and isinstance(module, FreeTable):
-                weight[:, : weight.shape[1] // 2] += mu
-            else:
-                weight += mu
+    for holder, is_table in holders:
+        # ComplEx tables hold [Re | Im]: shift the real half, so the score starts as CP's
+        shift = slice(0, holder.width // 2) if real_only and is_table else None
+        holder.init_positive_(mu, noise, shift)
+
+
+def _holders(model: KGEModel) -> list[tuple[Table | Weight, bool]]:
+    """``(holder, is a table)`` for the circuit's parameter tables and sum weights that hold
+    parameters, each once, in the order of ``model.modules()`` (the order the scheme drew its
+    noise in before it used hooks)."""
+    circuit = model.circuit()
+    candidates = [(layer.table.parameter_table(), True) for layer in circuit.input_layers()]
+    candidates += [(weight, False) for weight in circuit.weights()]
+    distinct = {id(m): (m, t) for m, t in candidates if next(m.parameters(), None) is not None}
+    position = {id(m): i for i, m in enumerate(model.modules())}
+    return sorted(distinct.values(), key=lambda h: position.get(id(h[0]), len(position)))
 
 
 _FACTORS = {"cp": 3, "distmult": 3, "complex": 3, "rescal": 3, "tucker": 4}

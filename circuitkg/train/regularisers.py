@@ -3,9 +3,10 @@
 N3 (Lacroix, Usunier and Obozinski, ICML 2018): ``λ / B Σ_b Σ_f Σ_k |f_bk|³`` over the factors ``f``
 of each triple (its subject, relation and object rows), the nuclear 3-norm's weighted variational
 form. For ComplEx the factors are the moduli ``sqrt(Re² + Im²)`` of the complex coordinates, as in
-the paper. The rows are the base parameter tables of the model's input layers (views such as
-ComplEx's column layouts or TransE's features are unwrapped), each table counted once per variable,
-so DistMult's shared entity table contributes the subject and the object row.
+the paper. The rows are those of the input layers' parameter tables
+(:meth:`~circuitkg.params.Table.parameter_table`: views such as ComplEx's column layouts or TransE's
+features read their base's), each table counted once per variable, so DistMult's shared entity
+table contributes the subject and the object row.
 """
 
 from __future__ import annotations
@@ -14,16 +15,8 @@ import torch
 from torch import Tensor
 
 from circuitkg.compilers import KGEModel
-from circuitkg.params import ColumnView, FeatureTable, Table
 
 _COLUMN = {"s": 0, "r": 1, "o": 2}
-
-
-def _base(table: Table) -> Table:
-    """The parameter table behind a view (column layouts, polynomial features)."""
-    while isinstance(table, ColumnView | FeatureTable):
-        table = table.base
-    return table
 
 
 def embedding_factors(model: KGEModel, triples: Tensor) -> list[Tensor]:
@@ -33,7 +26,7 @@ def embedding_factors(model: KGEModel, triples: Tensor) -> list[Tensor]:
     for layer in model.circuit().input_layers():
         if layer.variable is None:
             continue
-        table = _base(layer.table)
+        table = layer.table.parameter_table()
         key = (layer.variable, id(table))
         if key in seen:
             continue
