@@ -10,7 +10,7 @@ from circuitkg.compilers.base import KGEModel, cp_circuit
 from circuitkg.compilers.complex import ComplEx
 from circuitkg.compilers.cp import CP, DistMult
 from circuitkg.compilers.kronecker import KDDistMult, KDRelDistMult
-from circuitkg.compilers.registry import MODELS, create_model
+from circuitkg.compilers.registry import MODELS, create, create_model
 from circuitkg.compilers.rescal import RESCAL
 from circuitkg.compilers.transe import TransE
 from circuitkg.compilers.tucker import TuckER
@@ -27,5 +27,6 @@ __all__ = [
     "TransE",
     "TuckER",
     "cp_circuit",
+    "create",
     "create_model",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from circuitkg.compilers.encoded import rebind
 from torch import nn
 
 from circuitkg.errors import EvidenceError, FormError
@@ -99,6 +100,19 @@ class KGEModel(nn.Module):
         from circuitkg.compile import compile as compile_
 
         return compile_(self, **kwargs)
+
+    def on(self, graph, features=None) -> KGEModel:
+        """This model over ``graph``'s entities (a :class:`~circuitkg.encoders.Graph` over the same
+        relation vocabulary), sharing the relation and encoder parameters; only models with an
+        encoder can move (:func:`~circuitkg.compilers.encoded.rebind`). Every query of the result
+        is exact over the new entity set, Z included."""
+        return rebind(self, graph, features)
+
+    @property
+    def encoded_graph(self):
+        """The graph the entity encoder reads, or None for lookup entity tables."""
+        table = self.__dict__.get("encoded_table")
+        return None if table is None else table.graph
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

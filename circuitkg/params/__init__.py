@@ -1,5 +1,6 @@
 """Parameterisations: how input-layer tables and sum-layer weights are computed."""
 
+from circuitkg.params.encoded import EncodedTable
 from circuitkg.params.kronecker import KroneckerTable
 from circuitkg.params.tables import (
     ColumnView,
@@ -24,6 +25,7 @@ from circuitkg.params.weights import (
 __all__ = [
     "ColumnView",
     "ConstantTable",
+    "EncodedTable",
     "FeatureTable",
     "FixedWeight",
     "FreeTable",

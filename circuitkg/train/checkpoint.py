@@ -4,11 +4,15 @@ Layout of a checkpoint folder::
 
     config.json            format version, model spec, training config, training state,
                            optimizer name and hyper-parameters
-    model.safetensors      the model's parameters by name (``model.named_parameters()``)
+    model.safetensors      the model's tensors by name (:func:`model_tensors`: its parameters, and
+                           the state of encoded tables: node-state cache, feature statistics)
+    graph.safetensors      the graph an entity encoder reads (encoded models only; its node and
+                           relation names are in config.json)
     training.safetensors   optimizer state tensors and the batch-order generator state (optional)
 
-Loading rebuilds the model from its spec (``create_model``) and copies the parameters in, so fixed
-buffers (ComplEx's signs, TransE's feature powers) are never stored. A checkpoint is written to a
+Loading rebuilds the model from its spec (``create_model``, with the stored graph for encoded models)
+and copies the tensors in, so fixed buffers built with the circuit (ComplEx's signs, TransE's feature
+powers) are never stored. A checkpoint is written to a
 temporary sibling folder and moved into place, and never when any tensor is NaN or infinite.
 """
 
@@ -26,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from circuitkg.compilers import KGEModel, create_model
+from circuitkg.encoders import Graph
 from circuitkg.errors import CircuitKGError
 from circuitkg.train.config import TrainConfig
 
@@ -33,6 +38,7 @@ FORMAT = "circuitkg-checkpoint"
 VERSION = 1
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
+GRAPH_FILE = "graph.safetensors"
 TRAINING_FILE = "training.safetensors"
 
 
@@ -69,10 +75,22 @@ class ModelSpec:
         sizes = (model.num_entities, model.num_relations, model.rank)
         return cls(model.name, model.form, *sizes, dict(kwargs or {}))
 
-    def build(self) -> KGEModel:
+    def build(self, graph: Graph | None = None) -> KGEModel:
+        """The model, over ``graph`` when it has an entity encoder."""
         return create_model(
-            self.name, self.num_entities, self.num_relations, self.rank, self.form, **self.kwargs
-        )
+            self.name, self.num_entities, self.num_relations, self.rank, self.form,
+            graph=graph, **self.kwargs,
+        )  # fmt: skip
+
+
+def model_tensors(model: KGEModel) -> dict[str, Tensor]:
+    """The tensors a checkpoint stores: the model's ``state_dict`` without the modules its circuit
+    builds (fixed weights and views, rebuilt with the circuit)."""
+    return {
+        name: tensor
+        for name, tensor in model.state_dict(keep_vars=True).items()
+        if not name.startswith("circuit_modules.")
+    }
 
 
 @dataclass
@@ -103,7 +121,7 @@ def save_checkpoint(
     finite; nothing is written then.
     """
     path = Path(path)
-    params = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters()}
+    params = {name: p.detach().cpu().contiguous() for name, p in model_tensors(model).items()}
     training: dict[str, Tensor] = {}
     meta: dict[str, Any] = {
         "format": FORMAT,
@@ -118,6 +136,9 @@ def save_checkpoint(
         training.update(opt_tensors)
     if generator is not None:
         training["generator"] = generator.get_state()
+    graph = model.encoded_graph
+    if graph is not None:
+        meta["graph"] = {"node_names": graph.node_names, "relation_names": graph.relation_names}
     for name, tensor in [*params.items(), *training.items()]:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(
@@ -127,6 +148,8 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(params, str(tmp / MODEL_FILE))
+    if graph is not None:
+        save_file({"edges": graph.edges.cpu().contiguous()}, str(tmp / GRAPH_FILE))
     if training:
         save_file(training, str(tmp / TRAINING_FILE))
     (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
@@ -155,7 +178,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise CheckpointError(f"{path}: not a {FORMAT} version {VERSION} checkpoint")
     spec = ModelSpec(**meta["model"])
-    model = spec.build()
+    model = spec.build(_stored_graph(path, meta, spec))
     model.circuit()
     load_parameters(model, load_file(str(path / MODEL_FILE)), source=str(path))
     training = load_file(str(path / TRAINING_FILE)) if (path / TRAINING_FILE).is_file() else {}
@@ -174,15 +197,28 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     return checkpoint
 
 
+def _stored_graph(path: Path, meta: dict[str, Any], spec: ModelSpec) -> Graph | None:
+    if "graph" not in meta:
+        return None
+    if not (path / GRAPH_FILE).is_file():
+        raise CheckpointError(f"{path}: the model reads a graph, but {GRAPH_FILE} is missing")
+    names = meta["graph"]
+    return Graph.from_triples(
+        load_file(str(path / GRAPH_FILE))["edges"], spec.num_entities, spec.num_relations,
+        names.get("node_names"), names.get("relation_names"),
+    )  # fmt: skip
+
+
 def load_parameters(
     model: KGEModel, tensors: dict[str, Tensor], source: str, partial: bool = False
 ) -> list[str]:
-    """Copy ``tensors`` into ``model``'s parameters of the same names; returns the names copied.
+    """Copy ``tensors`` into ``model``'s tensors of the same names (:func:`model_tensors`); returns
+    the names copied.
 
     Names or shapes that do not match raise :class:`CheckpointError`; with ``partial`` the model
     may have parameters that ``tensors`` lacks (they keep their values).
     """
-    own = dict(model.named_parameters())
+    own = model_tensors(model)
     unknown = sorted(set(tensors) - set(own))
     missing = [] if partial else sorted(set(own) - set(tensors))
     if unknown or missing:

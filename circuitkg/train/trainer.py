@@ -42,6 +42,7 @@ from circuitkg.constraints import (
     constrain,
 )
 from circuitkg.data import KnowledgeGraph, load
+from circuitkg.encoders import Graph
 from circuitkg.errors import CircuitKGError
 from circuitkg.eval.ranking import evaluate_ranking, keyword_scorer
 from circuitkg.executor import CompiledCircuit
@@ -50,6 +51,7 @@ from circuitkg.train.checkpoint import (
     TrainState,
     load_checkpoint,
     load_parameters,
+    model_tensors,
     resolve_checkpoint,
     save_checkpoint,
 )
@@ -90,9 +92,10 @@ def build_model(config: TrainConfig, kg: KnowledgeGraph) -> KGEModel:
     """``create_model`` for ``kg``'s sizes after seeding torch with ``config.seed``, then
     initialised with ``config.init``."""
     torch.manual_seed(config.seed)
+    graph = Graph.from_kg(kg) if config.model_kwargs.get("encoder") else None
     model = create_model(
         config.model, kg.num_entities, kg.num_relations, config.rank, config.form,
-        **config.model_kwargs,
+        graph=graph, **config.model_kwargs,
     )  # fmt: skip
     initialise(model, config.init)
     model.circuit()
@@ -239,7 +242,7 @@ class Trainer:
             trainer.generator.set_state(ckpt.generator_state)
         if ckpt.state.best_epoch is not None and run_folder is not None:
             best = resolve_checkpoint(run_folder / "best")
-            trainer.best_params = _clone(dict(load_checkpoint(best).model.named_parameters()))
+            trainer.best_params = _clone(model_tensors(load_checkpoint(best).model))
         return trainer
 
     # --- the loop ------------------------------------------------------------------------------
@@ -350,7 +353,7 @@ class Trainer:
         state = self.state
         if state.best_metric is None or mrr > state.best_metric:
             state.best_metric, state.best_epoch, state.evals_since_best = mrr, epoch, 0
-            self.best_params = _clone(dict(self.model.named_parameters()))
+            self.best_params = _clone(model_tensors(self.model))
             self._save("best")
             return False
         state.evals_since_best += 1

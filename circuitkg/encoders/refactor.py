@@ -1,0 +1,257 @@
+"""ReFactor GNN (Chen et al., NeurIPS 2022; paper 000): message passing that *is* gradient descent.
+
+**The layer** (Theorem 3.1, eq. 8-12). For DistMult, ``φ(s, r, o) = <h[s], g(r), h[o]>``, and the
+object-side softmax objective ``L(h) = 1/|T| Σ_{(s,r,o) ∈ T} -log P(o | s, r)`` with
+``P(w | s, r) = softmax_w φ(s, r, w)`` over all nodes (the self-candidate ``w = s`` included), one
+gradient step on the node states is ``h - η ∇L(h) = h + α z - β n`` with
+
+* ``z[v] = Σ_{(v,r,w) ∈ T} g(r) ⊙ h[w] + Σ_{(s,r,v) ∈ T} (1 - P(v | s, r)) g(r) ⊙ h[s]`` (messages
+  over outgoing and incoming edges, summed; eq. 8-9);
+* ``n[v] = 1/|T| [Σ_{(v,r,o) ∈ T} E_{u ~ P(·|v,r)} g(r) ⊙ h[u] + Σ_{(s,r,o) ∈ T, o ≠ v} P(v | s, r)
+  g(r) ⊙ h[s]]`` (the global term, eq. 11: ``n`` carries its own ``1/|T|``);
+* ``α = η / |T|`` and ``β = η``. The paper's text is garbled around the step sizes; this is the
+  reading under which one layer is exactly one gradient step, and it is tested against autograd.
+
+Code: with ``q_t = h[s_t] ⊙ g(r_t)`` and ``P`` the ``(|T| x N)`` softmax,
+``|T| ∇L = scatter_s(g ⊙ (P h - h[o])) + Pᵀ q - scatter_o(q)``, i.e. two ``index_add_`` scatters and
+three dense products; ``O(|T| N K)`` time, chunked over triples to :attr:`ReFactor.memory_budget`
+numbers of ``P`` at a time. ``global_term=False`` drops ``n`` (the paper's ablation, Table 2):
+``h + α z``.
+
+**Other decoders** (beyond the paper). A layer is one gradient step of the decoder's own objective
+with respect to the node states: the object-side softmax NLL in score form, PLL for the squared
+form, computed exactly with ``torch.autograd`` (``create_graph`` while training, so the relation
+embeddings get their second-order gradient). The DistMult closed form and the autograd form agree
+(a test). ``gradient="auto"`` takes the closed form where the decoder has one.
+
+**The softmax objective under any form** (``objective="softmax"``). The layers may descend the
+DistMult softmax objective above even when the decoder is squared or monotone (its relation table is
+the same ``g``): the encoder is then paper 000's, the output distribution the decoder's, and the
+layer has the closed form (fast); ``objective="decoder"`` (default) descends the decoder's own
+objective.
+
+**Stochastic layer** (section 3, "we adopt a stochastic evaluation"). With ``subgraph_batch = b``
+the triples are split into batches of ``b`` (a fixed seeded permutation); each batch's softmax runs
+over the nodes of the subgraph it induces only, and the contributions are summed, normalised by
+``|T|``: one gradient step of the subgraph-restricted objective. ``None`` is the exact full batch.
+
+**Training** (eq. 13): the relation embeddings are the learned parameters, all layers share them, and
+training is layer-wise. Each step applies one layer to the node states cached at the previous step;
+the cache is reset to the features every ``L`` steps, so the decoder sees depths ``1..L`` (the step
+``t`` with ``t mod L = 0`` starts from the features: our reading of eq. 13, under which training
+depths match the ``L``-layer inference). ``layers=None`` is ``L = ∞``: the cache is never reset and
+inference reads it (transductive). Otherwise inference runs ``L`` layers from the features.
+
+**Step size.** ``step_size=None`` takes ``η = N`` (number of nodes), i.e. ``α = N/|T|``, one over the
+mean out-degree, so a message's weight does not depend on the graph's size and transfers to a new
+graph; pass a number for a fixed ``η``.
+
+**The official code** (yihong-chen/ReFactorGNN) has two bugs that this module does not reproduce:
+``msg[idx] += ...`` drops repeated indices (a node with several edges keeps one message; here
+``index_add_`` sums them all), and its AdaGrad variant adds the global term twice.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from circuitkg.encoders.base import DecoderObjective, GraphEncoder, register_encoder
+from circuitkg.encoders.features import NodeFeatures, make_features
+from circuitkg.encoders.graph import Graph, GraphError
+
+__all__ = ["ReFactor", "distmult_softmax_messages"]
+
+CLOSED_FORM = "distmult-softmax"
+GRADIENTS = ("auto", "closed", "autograd")
+OBJECTIVES = ("decoder", "softmax")
+
+
+def distmult_softmax_messages(
+    h: Tensor,
+    g: Tensor,
+    triples: Tensor,
+    candidates: Tensor | None = None,
+    budget: int = 1 << 24,
+    global_term: bool = True,
+) -> tuple[Tensor, Tensor | None]:
+    """``(z, |T| n)`` of the module docstring for ``triples``, softmax over ``candidates`` (all
+    nodes when None; node ids otherwise, which must include every object of ``triples``)."""
+    s, r, o = triples.unbind(1)
+    hc = h if candidates is None else h[candidates]
+    local_o = o if candidates is None else _positions(candidates, o, h.shape[0])
+    z = torch.zeros_like(h)
+    n = torch.zeros_like(h) if global_term else None
+    step = max(1, budget // hc.shape[0])
+    for start in range(0, len(triples), step):
+        part = slice(start, start + step)
+        gr, hs = g[r[part]], h[s[part]]
+        q = hs * gr
+        log_p = torch.log_softmax(q @ hc.T, dim=1)
+        p_answer = log_p.gather(1, local_o[part].unsqueeze(1)).exp()
+        z = z.index_add(0, s[part], gr * h[o[part]])
+        z = z.index_add(0, o[part], (1 - p_answer) * q)
+        if n is None:
+            continue
+        p = log_p.exp()
+        n = n.index_add(0, s[part], gr * (p @ hc))
+        spread = p.T @ q
+        n = n.index_add(0, o[part], -p_answer * q)
+        n = n + spread if candidates is None else n.index_add(0, candidates, spread)
+    return z, n
+
+
+def _positions(candidates: Tensor, ids: Tensor, num_nodes: int) -> Tensor:
+    where = torch.full((num_nodes,), -1, dtype=torch.long, device=ids.device)
+    where[candidates] = torch.arange(len(candidates), device=ids.device)
+    out = where[ids]
+    if bool((out < 0).any()):
+        raise GraphError("every object of a subgraph batch must be among its candidates")
+    return out
+
+
+@register_encoder("refactor")
+class ReFactor(GraphEncoder):
+    """``L`` weight-shared ReFactor layers over node ``features`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        features: NodeFeatures,
+        layers: int | None = 6,
+        step_size: float | None = None,
+        global_term: bool = True,
+        gradient: str = "auto",
+        subgraph_batch: int | None = None,
+        memory_budget: int = 1 << 24,
+        seed: int = 0,
+        objective: str = "decoder",
+    ) -> None:
+        super().__init__()
+        if layers is not None and layers < 1:
+            raise GraphError(f"ReFactor needs layers >= 1 or None (L = ∞), got {layers}")
+        if gradient not in GRADIENTS:
+            raise GraphError(f"unknown gradient {gradient!r}; choose one of {GRADIENTS}")
+        if objective not in OBJECTIVES:
+            raise GraphError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
+        if subgraph_batch is not None and subgraph_batch < 1:
+            raise GraphError(f"subgraph_batch must be positive, got {subgraph_batch}")
+        self.features = features
+        self.width = features.width
+        self.layers = layers
+        self.reset_every = layers
+        self.step_size = step_size
+        self.global_term = bool(global_term)
+        self.gradient = gradient
+        self.subgraph_batch = subgraph_batch
+        self.memory_budget = int(memory_budget)
+        self.seed = int(seed)
+        self.objective = objective
+
+    @classmethod
+    def build(
+        cls, width: int, num_nodes: int, features: str | Tensor = "random", feature_seed: int = 0,
+        feature_std: float = 1.0, **options,
+    ) -> ReFactor:  # fmt: skip
+        """The registry's factory: ``features`` is ``random``, ``lookup`` or a matrix."""
+        return cls(make_features(features, num_nodes, width, feature_seed, feature_std), **options)
+
+    def spec(self) -> dict:
+        return {
+            "features": self.features.spec()["kind"],
+            "feature_seed": getattr(self.features, "seed", 0),
+            "layers": self.layers,
+            "step_size": self.step_size,
+            "global_term": self.global_term,
+            "gradient": self.gradient,
+            "subgraph_batch": self.subgraph_batch,
+            "memory_budget": self.memory_budget,
+            "seed": self.seed,
+            "objective": self.objective,
+        }
+
+    # --- the regimes -------------------------------------------------------------------------------
+    def encode(self, graph: Graph, decoder: DecoderObjective | None = None) -> Tensor:
+        if self.layers is None:
+            raise GraphError(
+                "ReFactor with L = ∞ is transductive: inference reads the node-state cache, "
+                "which only training fills (a new graph has none)"
+            )
+        h = self.features(graph)
+        for _ in range(self.layers):
+            h = self.layer(graph, h, decoder)
+        return h
+
+    def train_step(
+        self, graph: Graph, states: Tensor | None, decoder: DecoderObjective | None = None
+    ) -> Tensor:
+        return self.layer(graph, self.features(graph) if states is None else states, decoder)
+
+    # --- one layer ---------------------------------------------------------------------------------
+    def layer(self, graph: Graph, h: Tensor, decoder: DecoderObjective | None) -> Tensor:
+        """``h - η ∇_h L(h)`` (closed form or autograd, per :attr:`gradient`)."""
+        if decoder is None:
+            raise GraphError("a ReFactor layer descends its decoder's objective; bind a decoder")
+        closed = self._closed(decoder)
+        if not self.global_term and not closed:
+            raise GraphError(
+                "global_term=False (dropping n[v]) is defined for the DistMult closed form only"
+            )
+        eta = float(graph.num_nodes if self.step_size is None else self.step_size)
+        batches = self._batches(graph)
+        if closed:
+            total = graph.num_edges
+            g = decoder.relation_rows()
+            if g.shape[-1] != h.shape[-1]:
+                raise GraphError(
+                    f"the softmax layer needs relation embeddings of the node width {h.shape[-1]} "
+                    f"(a DistMult decoder); this decoder's are {g.shape[-1]} wide"
+                )
+            out = h
+            for triples, candidates in batches:
+                z, n = distmult_softmax_messages(
+                    h, g, triples, candidates, self.memory_budget, self.global_term
+                )
+                out = out + (eta / total) * (z if n is None else z - n)
+            return out
+        return h - eta * self._autograd_gradient(h, batches, decoder)
+
+    def _closed(self, decoder: DecoderObjective) -> bool:
+        has = decoder.closed_form == CLOSED_FORM or self.objective == "softmax"
+        if self.gradient == "autograd":
+            if self.objective == "softmax":
+                raise GraphError("objective='softmax' is computed in closed form only")
+            return False
+        if self.gradient == "closed" and not has:
+            raise GraphError(
+                f"gradient='closed' needs a decoder with the {CLOSED_FORM} closed form "
+                f"(DistMult in score form); this decoder has {decoder.closed_form}"
+            )
+        return has
+
+    def _batches(self, graph: Graph) -> list[tuple[Tensor, Tensor | None]]:
+        edges = graph.edges
+        if self.subgraph_batch is None or self.subgraph_batch >= len(edges):
+            return [(edges, None)]
+        generator = torch.Generator().manual_seed(self.seed)
+        order = torch.randperm(len(edges), generator=generator).to(edges.device)
+        out = []
+        for index in torch.split(order, self.subgraph_batch):
+            triples = edges[index]
+            out.append((triples, torch.unique(triples[:, [0, 2]])))
+        return out
+
+    def _autograd_gradient(
+        self,
+        h: Tensor,
+        batches: list[tuple[Tensor, Tensor | None]],
+        decoder: DecoderObjective,
+    ) -> Tensor:
+        """``∇_h`` of the (subgraph-restricted) objective, differentiable while training."""
+        if any(candidates is not None for _, candidates in batches):
+            raise GraphError("subgraph batches are defined for the DistMult closed form only")
+        outer = torch.is_grad_enabled()
+        with torch.enable_grad():
+            leaf = h if outer and h.requires_grad else h.detach().requires_grad_(True)
+            loss = decoder.loss(leaf, batches[0][0])
+            (grad,) = torch.autograd.grad(loss, leaf, create_graph=outer)
+        return grad

@@ -1,0 +1,170 @@
+"""The ReFactor layer against its definition: one layer is one gradient step on the node states."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import circuitkg as ckg
+from circuitkg.encoders import Graph, GraphError, ReFactor, distmult_softmax_messages
+from circuitkg.testing import joint_table
+
+
+@st.composite
+def graphs(draw, max_nodes: int = 6, max_relations: int = 3, max_edges: int = 14):
+    """Tiny graphs with repeated (head, relation) and (relation, tail) pairs, self-loops, parallel
+    edges and, sometimes, isolated nodes (nodes above every edge's ids)."""
+    n = draw(st.integers(2, max_nodes))
+    m = draw(st.integers(1, max_relations))
+    edges = draw(
+        st.lists(
+            st.tuples(st.integers(0, n - 1), st.integers(0, m - 1), st.integers(0, n - 1)),
+            min_size=1,
+            max_size=max_edges,
+        )
+    )
+    isolated = draw(st.integers(0, 2))
+    return Graph.from_triples(torch.tensor(edges), n + isolated, m)
+
+
+def softmax_nll(h, g, triples):
+    """``1/|T| Σ -log softmax_w <h[s], g[r], h[w]>`` at the object, written directly."""
+    s, r, o = triples.unbind(1)
+    logits = torch.einsum("tk,tk,wk->tw", h[s], g[r], h)
+    return -(logits.gather(1, o[:, None]).squeeze(1) - torch.logsumexp(logits, dim=1)).mean()
+
+
+def gradient_step(h, g, triples, eta):
+    leaf = h.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(softmax_nll(leaf, g, triples), leaf)
+    return h - eta * grad
+
+
+def distmult(graph, rank, form="score", **options):
+    torch.manual_seed(0)
+    model = ckg.models.create(
+        "distmult", graph, rank=rank, form=form, encoder="refactor", **options
+    )
+    return model.double()
+
+
+@settings(max_examples=60)
+@given(graphs(), st.integers(1, 4), st.floats(0.1, 3.0), st.integers(0, 1000))
+def test_closed_form_layer_is_one_gradient_step(graph, rank, eta, seed):
+    torch.manual_seed(seed)
+    h = torch.randn(graph.num_nodes, rank, dtype=torch.float64)
+    g = torch.randn(graph.num_relations, rank, dtype=torch.float64)
+    expected = gradient_step(h, g, graph.edges, eta)
+    z, n = distmult_softmax_messages(h, g, graph.edges, budget=7)  # several triple chunks
+    got = h + eta / graph.num_edges * (z - n)
+    assert torch.allclose(got, expected, atol=1e-6, rtol=0)
+
+
+@settings(max_examples=40)
+@given(graphs(), st.integers(1, 4), st.integers(0, 1000))
+def test_messages_without_global_term_match_their_definition(graph, rank, seed):
+    """z[v] = Σ_out g(r) ⊙ h[w] + Σ_in (1 - P(v | s, r)) g(r) ⊙ h[s], one edge at a time."""
+    torch.manual_seed(seed)
+    h = torch.randn(graph.num_nodes, rank, dtype=torch.float64)
+    g = torch.randn(graph.num_relations, rank, dtype=torch.float64)
+    expected = torch.zeros_like(h)
+    for s, r, o in graph.edges.tolist():
+        p = torch.softmax((h[s] * g[r]) @ h.T, dim=0)
+        expected[s] += g[r] * h[o]
+        expected[o] += (1 - p[o]) * g[r] * h[s]
+    z, n = distmult_softmax_messages(h, g, graph.edges, global_term=False)
+    assert n is None
+    assert torch.allclose(z, expected, atol=1e-10)
+
+
+@settings(max_examples=30)
+@given(graphs(), st.integers(1, 3), st.sampled_from([None, 0.7]))
+def test_encoder_layer_closed_form_equals_autograd_form(graph, rank, eta):
+    """The ReFactor encoder on a DistMult score decoder: the closed form (messages) and the
+    autograd form (a gradient step through the compiled circuit) give the same layer, and both
+    equal the gradient step written directly (η = N when not given)."""
+    model = distmult(graph, rank, layers=2, step_size=eta)
+    table = model.encoded_table
+    h = torch.randn(graph.num_nodes, rank, dtype=torch.float64)
+    decoder = table.decoder
+    closed = table.encoder.layer(graph, h, decoder)
+    table.encoder.gradient = "autograd"
+    auto = table.encoder.layer(graph, h, decoder)
+    step = graph.num_nodes if eta is None else eta
+    expected = gradient_step(h, model.relation.weight.detach(), graph.edges, step)
+    assert torch.allclose(closed, expected, atol=1e-6, rtol=0)
+    assert torch.allclose(auto, expected, atol=1e-6, rtol=0)
+
+
+@settings(max_examples=25)
+@given(graphs(max_edges=10), st.integers(1, 3), st.integers(1, 4))
+def test_subgraph_batches_are_a_step_of_the_restricted_objective(graph, rank, batch):
+    """The stochastic layer: each batch's softmax over the nodes of its own subgraph."""
+    model = distmult(graph, rank, layers=1, subgraph_batch=batch, step_size=1.0)
+    encoder = model.encoded_table.encoder
+    h = torch.randn(graph.num_nodes, rank, dtype=torch.float64)
+    g = model.relation.weight.detach()
+    leaf = h.clone().requires_grad_(True)
+    loss = 0
+    for triples, candidates in encoder._batches(graph):
+        nodes = candidates if candidates is not None else torch.arange(graph.num_nodes)
+        logits = torch.einsum("tk,tk,wk->tw", leaf[triples[:, 0]], g[triples[:, 1]], leaf[nodes])
+        answer = (nodes[None, :] == triples[:, 2:]).double()
+        picked = (logits * answer).sum(1)
+        loss = loss - (picked - torch.logsumexp(logits, dim=1)).sum() / graph.num_edges
+    (grad,) = torch.autograd.grad(loss, leaf)
+    got = encoder.layer(graph, h, model.encoded_table.decoder)
+    assert torch.allclose(got, h - grad, atol=1e-6, rtol=0)
+
+
+@settings(max_examples=15)
+@given(graphs(), st.sampled_from(["cp", "complex", "rescal", "tucker"]), st.integers(0, 100))
+def test_autograd_layer_is_a_gradient_step_of_the_pll(graph, name, seed):
+    """Squared decoders: one layer is ``h - η ∇_h PLL(h)``, PLL computed by brute force."""
+    torch.manual_seed(seed)
+    model = ckg.models.create(name, graph, rank=2, form="squared", encoder="refactor", layers=1,
+                              step_size=0.5).double()  # fmt: skip
+    table = model.encoded_table
+    h = torch.randn(graph.num_nodes, table.width, dtype=torch.float64)
+    got = table.encoder.layer(graph, h, table.decoder)
+    leaf = h.clone().requires_grad_(True)
+    with table.evaluating_at(leaf):
+        joint = joint_table(ckg.compile(model))  # (n, m, n) probabilities
+    loss = 0
+    for s, r, o in graph.edges.tolist():
+        loss = loss - torch.log(joint[s, r, o] / joint[:, r, o].sum())
+        loss = loss - torch.log(joint[s, r, o] / joint[s, :, o].sum())
+        loss = loss - torch.log(joint[s, r, o] / joint[s, r, :].sum())
+    (grad,) = torch.autograd.grad(loss / graph.num_edges, leaf)
+    assert torch.allclose(got, h - 0.5 * grad, atol=1e-6, rtol=1e-6)
+
+
+def test_without_global_term_an_isolated_node_keeps_its_feature_row():
+    graph = Graph.from_triples(torch.tensor([[0, 0, 1], [1, 0, 2]]), 4, 1)
+    model = distmult(graph, 3, layers=3, global_term=False)
+    model.eval()
+    table = model.encoded_table
+    features = table.encoder.features(graph)
+    assert torch.equal(table.full()[3], features[3])
+    assert not torch.allclose(table.full()[:3], features[:3])
+
+
+def test_global_term_ablation_needs_the_closed_form():
+    graph = Graph.from_triples(torch.tensor([[0, 0, 1]]), 2, 1)
+    model = ckg.models.create("cp", graph, rank=2, form="squared", encoder="refactor",
+                              global_term=False)  # fmt: skip
+    with pytest.raises(GraphError, match="closed form"):
+        ckg.compile(model).log_partition()
+
+
+def test_bad_options_are_clear_errors():
+    graph = Graph.from_triples(torch.tensor([[0, 0, 1]]), 2, 1)
+    with pytest.raises(GraphError, match="layers"):
+        ckg.models.create("distmult", graph, rank=2, encoder="refactor", layers=0)
+    with pytest.raises(GraphError, match="unknown encoder"):
+        ckg.models.create("distmult", graph, rank=2, encoder="nope")
+    with pytest.raises(GraphError, match="without an encoder"):
+        ckg.models.create("distmult", graph, rank=2, layers=3)
+    with pytest.raises(GraphError, match="empty graph"):
+        Graph.from_triples(torch.zeros(0, 3, dtype=torch.long), 3, 1)
+    assert isinstance(ReFactor.build(2, 2), ReFactor)
