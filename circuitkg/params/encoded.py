@@ -107,12 +107,10 @@ class EncodedTable(Table):
         intermediate node states)."""
         previous = self._override
         self._override = states
-        self._generation += 1
         try:
             yield
         finally:
             self._override = previous
-            self._generation += 1
 
     def invalidate(self) -> None:
         """Forget computed tables (the graph, the decoder or a parameter changed in place)."""
@@ -136,7 +134,13 @@ class EncodedTable(Table):
         )
 
     def state_token(self) -> Hashable:
-        return (self._generation, tensors_token(self.encoder.parameters()), self._decoder_token())
+        override = None if self._override is None else id(self._override)
+        return (
+            self._generation,
+            override,
+            tensors_token(self.encoder.parameters()),
+            self._decoder_token(),
+        )
 
     def _decoder_token(self) -> Hashable:
         return None if self.decoder is None else self.decoder.token()

@@ -76,12 +76,18 @@ def positive_init(model: KGEModel, noise: float = 0.1) -> None:
 
 def _holders(model: KGEModel) -> list[tuple[Table | Weight, bool]]:
     """``(holder, is a table)`` for the circuit's parameter tables and sum weights that hold
-    parameters, each once, in the order of ``model.modules()`` (the order the scheme drew its
+    parameters or support the scheme, each once, in the order of ``model.modules()`` (the order the scheme drew its
     noise in before it used hooks)."""
     circuit = model.circuit()
     candidates = [(layer.table.parameter_table(), True) for layer in circuit.input_layers()]
     candidates += [(weight, False) for weight in circuit.weights()]
-    distinct = {id(m): (m, t) for m, t in candidates if next(m.parameters(), None) is not None}
+    # holders with parameters, and those without whose values the hook still sets (an encoder's
+    # fixed random features)
+    distinct = {
+        id(m): (m, t)
+        for m, t in candidates
+        if m.supports_positive_init or next(m.parameters(), None) is not None
+    }
     position = {id(m): i for i, m in enumerate(model.modules())}
     return sorted(distinct.values(), key=lambda h: position.get(id(h[0]), len(position)))
 
