@@ -8,6 +8,13 @@ the schema's path, so ``evaluate``, ``predict`` and ``sample`` on it apply the s
 (``--schema`` there overrides the recorded path, or conditions an unconstrained model post hoc).
 Unknown names (model, form, dataset, entity, relation), unusable checkpoints or schemas and queries
 a schema forbids end with a one-line message and exit code 2; a diverged run with exit code 1.
+
+**Graph encoders.** ``--encoder refactor`` (with ``--layers``, ``--features``, ...) computes the
+entity table from the training graph instead of looking it up, so the trained model can be moved to
+a new graph. ``--dataset fb237_v1`` (any GraIL pair of :data:`~circuitkg.data.INDUCTIVE_DATASETS`)
+trains on the pair's training graph and reports on its inference graph: filtered ranking and
+log-likelihood, the GraIL sampled protocol, and the uniform baseline. ``evaluate``, ``predict`` and
+``sample`` take ``--graph FILE``, a triple file of a new graph over the checkpoint's relations.
 """
 
 from __future__ import annotations
@@ -21,14 +28,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from circuitkg.compile import compile as compile_
 from circuitkg.compilers import MODELS, create_model
 from circuitkg.compilers.base import KG_VARIABLES
 from circuitkg.constraints import ConstrainedCircuit, SchemaError, constrain
-from circuitkg.data import EXTERNAL_DATASETS, SHIPPED_DATASETS, KnowledgeGraph, load
+from circuitkg.data import (
+    EXTERNAL_DATASETS,
+    INDUCTIVE_DATASETS,
+    SHIPPED_DATASETS,
+    InductiveSplit,
+    KnowledgeGraph,
+    load,
+    load_inductive,
+)
+from circuitkg.data.graph_files import load_graph_file
+from circuitkg.encoders import ENCODERS, Graph, GraphError
 from circuitkg.errors import CircuitKGError, EvidenceError
+from circuitkg.eval.grail import evaluate_sampled_ranking, uniform_log_likelihood
+from circuitkg.eval.ranking import keyword_scorer
 from circuitkg.eval.runner import evaluate, triple_probabilities
 from circuitkg.executor import CompiledCircuit
 from circuitkg.sampling.io import resolve_given, write_samples_tsv
@@ -74,6 +94,19 @@ _DEFAULT_THREADS = torch.get_num_threads()
 #: small that thread synchronisation dominates (UMLS ComplEx² epochs: 2 s on one thread, up to 26 s
 #: on two when another process shares the cores)
 SMALL_GRAPH = 5000
+#: negatives per side and seed of the GraIL protocol reported for inductive datasets
+GRAIL_NEGATIVES, GRAIL_SEED = 49, 0
+#: --features values that are not files
+FEATURE_KINDS = ("random", "lookup")
+#: encoder flags (argparse dest -> flag), meaningful only with --encoder
+_ENCODER_FLAGS = {
+    "layers": "--layers",
+    "no_global_term": "--no-global-term",
+    "features": "--features",
+    "step_size": "--step-size",
+    "subgraph_batch": "--subgraph-batch",
+    "layer_objective": "--layer-objective",
+}
 
 
 class UsageError(CircuitKGError):
@@ -89,6 +122,7 @@ class LoadedCheckpoint:
     kg: KnowledgeGraph
     circuit: Queryable
     schema: Path | None
+    graph: Path | None = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,15 +147,17 @@ def _train(args: argparse.Namespace) -> int:
     log = print if args.quiet else None
     if args.resume:
         resumed = load_checkpoint(args.resume).config
-        kg = _load_dataset(resumed.dataset, args.data_root or resumed.data_root)
+        kg, split = _load_data(resumed.dataset, args.data_root or resumed.data_root)
         trainer = Trainer.resume(
             args.resume, kg, epochs=args.epochs, out=args.out, progress=not args.quiet, log=log
         )
         print(f"resuming {args.resume} after epoch {trainer.state.epoch}")
     else:
         config = _train_config(args)
-        kg = _load_dataset(config.dataset, config.data_root)
-        model = build_model(config, kg)
+        kg, split = _load_data(config.dataset, config.data_root)
+        if split is not None:
+            _check_inductive(config)
+        model = _build_model(args, config, kg, split)
         if args.init_from:
             copied = init_from_checkpoint(model, args.init_from)
             print(f"initialised {', '.join(copied)} from {args.init_from}")
@@ -138,22 +174,72 @@ def _train(args: argparse.Namespace) -> int:
     if state.best_epoch is not None:
         print(f"best validation MRR {state.best_metric:.4f} at epoch {state.best_epoch}")
     report = evaluate(result.compiled, trainer.kg, "test", batch_size=result.config.eval_batch_size)
+    if split is not None:
+        print(f"transductive test on the training graph {trainer.kg.name}:")
     print(report)
+    inductive = _inductive_report(result, split) if split is not None else {}
     if result.out is not None:
-        # strict JSON: a log-likelihood of -inf (test triples outside a schema's support) is null
-        test = {
-            k: v if v is None or math.isfinite(v) else None for k, v in report.as_dict().items()
-        }
-        metrics = {"test": test, "best_valid_mrr": state.best_metric}
-        metrics |= {"best_epoch": state.best_epoch, "epochs": state.epoch}
+        metrics = {"test": _finite(report.as_dict()), "best_valid_mrr": state.best_metric}
+        metrics |= {"best_epoch": state.best_epoch, "epochs": state.epoch} | inductive
         (result.out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False))
         print(f"checkpoints in {result.out}/best and {result.out}/last")
     return 0
 
 
+def _inductive_report(result, split: InductiveSplit) -> dict[str, dict]:
+    """Bind the trained model to ``split``'s inference graph, print its test metrics (filtered
+    ranking, log-likelihood, GraIL's sampled protocol, the uniform baseline) and return them as
+    the metrics.json entries ``inductive_test`` and ``grail_protocol``."""
+    kg = split.inference
+    compiled = compile_(result.model.on(Graph.from_kg(kg))).eval()
+    test = kg.split("test")
+    print(
+        f"inductive test on the inference graph {kg.name} ({kg.num_entities} entities, "
+        f"{len(kg.train)} graph triples, {len(test)} test triples):"
+    )
+    report = evaluate(compiled, kg, "test", batch_size=result.config.eval_batch_size)
+    print(report)
+    inductive = _finite(report.as_dict())
+    if compiled.form != "score":
+        uniform = uniform_log_likelihood(kg.num_entities, kg.num_relations)
+        print(
+            f"test: uniform baseline log-likelihood {uniform:.4f} nats "
+            f"(model {report.log_likelihood:.4f})"
+        )
+        inductive["uniform_log_likelihood"] = uniform
+    grail = evaluate_sampled_ranking(
+        keyword_scorer(compiled.score_all),
+        test,
+        known_triples=kg.known_triples(),
+        num_entities=kg.num_entities,
+        num_negatives=GRAIL_NEGATIVES,
+        seed=GRAIL_SEED,
+        batch_size=result.config.eval_batch_size,
+    )
+    m = grail.metrics
+    print(
+        f"test: GraIL protocol ({GRAIL_NEGATIVES} negatives per side, seed {GRAIL_SEED}): "
+        f"Hits@10 {m['hits@10']:.4f}  MRR {m['mrr']:.4f}"
+    )
+    protocol = {"num_negatives": GRAIL_NEGATIVES, "seed": GRAIL_SEED} | _finite(m)
+    return {"inductive_test": inductive, "grail_protocol": protocol}
+
+
+def _finite(values: dict) -> dict:
+    """Strict JSON: a non-finite number (a log-likelihood of -inf, test triples outside a
+    schema's support) becomes null."""
+    return {
+        k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in values.items()
+    }
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     """Print ranking, log-likelihood and calibration metrics of a checkpoint on one split."""
-    loaded = load_for_queries(args.checkpoint, args.data_root, args.schema)
+    if args.graph_test is not None and args.graph is None:
+        raise UsageError("--graph-test goes with --graph FILE (the graph its triples are on)")
+    loaded = load_for_queries(
+        args.checkpoint, args.data_root, args.schema, args.graph, args.graph_test
+    )
     report = evaluate(loaded.circuit, loaded.kg, args.split, calibration=not args.no_calibration)
     print(_describe_checkpoint(loaded))
     print(report)
@@ -166,7 +252,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise UsageError("predict needs --s, --o or both (with --r)")
     if args.k < 1:
         raise UsageError(f"-k must be positive, got {args.k}")
-    loaded = load_for_queries(args.checkpoint, args.data_root, args.schema)
+    loaded = load_for_queries(args.checkpoint, args.data_root, args.schema, args.graph)
     names = {"s": args.s, "r": args.r, "o": args.o}
     ids = resolve_given(loaded.kg, {v: name for v, name in names.items() if name is not None})
     _check_allowed(loaded.circuit, ids, names)
@@ -184,7 +270,7 @@ def _sample(args: argparse.Namespace) -> int:
     if args.n < 0:
         raise UsageError(f"-n must be non-negative, got {args.n}")
     given = parse_given(args.given or [])
-    loaded = load_for_queries(args.checkpoint, args.data_root, args.schema)
+    loaded = load_for_queries(args.checkpoint, args.data_root, args.schema, args.graph)
     if loaded.circuit.form == "score":
         raise UsageError(
             f"checkpoint {loaded.checkpoint.path} holds a score-form model, which is unnormalised "
@@ -208,9 +294,19 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    kg = _load_dataset(args.dataset, args.data_root)
-    for key, value in kg.statistics().items():
+    """Dataset statistics (with --dataset), the registered encoders and, with --model, sizes."""
+    if args.dataset is None:
+        if args.model is not None:
+            raise UsageError("--model needs --dataset (model sizes depend on the dataset)")
+        print(f"{'datasets':>22}: {', '.join(SHIPPED_DATASETS + EXTERNAL_DATASETS)}")
+        print(f"{'inductive datasets':>22}: {', '.join(INDUCTIVE_DATASETS)}")
+        print(f"{'encoders':>22}: {', '.join(sorted(ENCODERS))}")
+        return 0
+    kg, split = _load_data(args.dataset, args.data_root)
+    stats = (split if split is not None else kg).statistics()
+    for key, value in stats.items():
         print(f"{key:>22}: {value}")
+    print(f"{'encoders':>22}: {', '.join(sorted(ENCODERS))}")
     if args.model is not None:
         check_choice("model", args.model.lower(), sorted(MODELS))
         forms = [args.form] if args.form else list(MODELS[args.model.lower()].forms)
@@ -223,16 +319,30 @@ def _info(args: argparse.Namespace) -> int:
 
 # --- checkpoints, schemas and queries -------------------------------------------------------------
 def load_for_queries(
-    checkpoint: str, data_root: str | None = None, schema: str | None = None
+    checkpoint: str,
+    data_root: str | None = None,
+    schema: str | None = None,
+    graph: str | None = None,
+    graph_test: str | None = None,
 ) -> LoadedCheckpoint:
     """Load ``checkpoint``, its dataset and its compiled model, conditioned on a domain schema:
-    ``schema`` if given, else the one the run was trained with (if any)."""
+    ``schema`` if given, else the one the run was trained with (if any).
+
+    With ``graph`` (a triple file over the checkpoint's relations) the dataset is that graph
+    (:func:`~circuitkg.data.graph_files.load_graph_file`, test triples from ``graph_test`` or the
+    graph's own) and the model is ``ckpt.model.on(graph)``: an encoded model only."""
     ckpt = load_checkpoint(checkpoint)
-    kg = _load_dataset(ckpt.config.dataset, data_root or ckpt.config.data_root)
-    compiled = compile_(ckpt.model).eval()
+    root = data_root or ckpt.config.data_root
+    if graph is None:
+        kg, _ = _load_data(ckpt.config.dataset, root)
+        model = ckpt.model
+    else:
+        kg, model = _on_graph_file(ckpt, root, Path(graph), graph_test)
+    compiled = compile_(model).eval()
+    where = None if graph is None else Path(graph)
     path = schema if schema is not None else ckpt.config.schema
     if path is None:
-        return LoadedCheckpoint(ckpt, kg, compiled, None)
+        return LoadedCheckpoint(ckpt, kg, compiled, None, where)
     path = Path(path)
     if schema is None and not path.is_file():
         raise SchemaError(
@@ -240,7 +350,26 @@ def load_for_queries(
             "pass --schema FILE to give its new location"
         )
     bound = bind_schema(load_schema(path), kg)
-    return LoadedCheckpoint(ckpt, kg, constrain(compiled, bound).eval(), path)
+    return LoadedCheckpoint(ckpt, kg, constrain(compiled, bound).eval(), path, where)
+
+
+def _on_graph_file(
+    ckpt: Checkpoint, data_root: str | None, graph: Path, graph_test: str | None
+) -> tuple[KnowledgeGraph, object]:
+    """The knowledge graph of the triple file ``graph`` and ``ckpt``'s model bound to it."""
+    stored = ckpt.model.encoded_graph
+    if stored is None:
+        spec = ckpt.spec
+        raise UsageError(
+            f"checkpoint {ckpt.path} holds {spec.name} with a lookup entity table over its "
+            f"{spec.num_entities} training entities, which cannot serve a new graph (--graph); "
+            "train with --encoder refactor for that"
+        )
+    relations = stored.relation_names
+    if relations is None:  # a graph stored without names: the dataset's relation vocabulary
+        relations = _load_data(ckpt.config.dataset, data_root)[0].id_to_relation
+    kg = load_graph_file(graph, relations, test=graph_test)
+    return kg, ckpt.model.on(Graph.from_kg(kg))
 
 
 def parse_given(items: Sequence[str]) -> dict[str, str]:
@@ -261,7 +390,8 @@ def parse_given(items: Sequence[str]) -> dict[str, str]:
 def _describe_checkpoint(loaded: LoadedCheckpoint) -> str:
     spec = loaded.checkpoint.spec
     under = f" under the schema {loaded.schema}" if loaded.schema else ""
-    return f"{spec.name} ({spec.form}, rank {spec.rank}) from {loaded.checkpoint.path}{under}"
+    on = f" on the graph {loaded.graph} ({loaded.kg.num_entities} entities)" if loaded.graph else ""
+    return f"{spec.name} ({spec.form}, rank {spec.rank}) from {loaded.checkpoint.path}{on}{under}"
 
 
 def _check_allowed(circuit: Queryable, ids: dict[str, int], names: dict[str, str | None]) -> None:
@@ -294,19 +424,144 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     if args.schema is not None:
         # checkpoints record where to find it again; the Trainer reads it (and names a missing file)
         values["schema"] = str(Path(args.schema).resolve())
+    encoder = _encoder_kwargs(args)
+    if encoder:
+        values["model_kwargs"] = encoder
     return TrainConfig(**values)
 
 
+def _encoder_kwargs(args: argparse.Namespace) -> dict:
+    """``model_kwargs`` of the encoder flags: ``{"encoder": NAME, "encoder_options": {...}}``
+    (``features`` of a FILE is recorded as ``"given"``; :func:`_build_model` reads the file)."""
+    given = [
+        flag for dest, flag in _ENCODER_FLAGS.items() if getattr(args, dest) not in (None, False)
+    ]
+    if args.encoder is None:
+        if given:
+            raise UsageError(
+                f"{', '.join(given)}: encoder options without an encoder; add --encoder "
+                f"{'|'.join(sorted(ENCODERS))}"
+            )
+        return {}
+    options: dict = {}
+    if args.layers is not None:
+        options["layers"] = _layers(args.layers)
+    if args.no_global_term:
+        options["global_term"] = False
+    if args.features is not None:
+        options["features"] = args.features if args.features in FEATURE_KINDS else "given"
+    if args.step_size is not None:
+        if not args.step_size > 0:
+            raise UsageError(f"--step-size must be positive, got {args.step_size}")
+        options["step_size"] = args.step_size
+    if args.subgraph_batch is not None:
+        if args.subgraph_batch < 1:
+            raise UsageError(f"--subgraph-batch must be positive, got {args.subgraph_batch}")
+        options["subgraph_batch"] = args.subgraph_batch
+    if args.layer_objective is not None:
+        options["objective"] = args.layer_objective
+    return {"encoder": args.encoder, "encoder_options": options}
+
+
+def _layers(text: str) -> int | None:
+    """``--layers``: a positive integer, or ``inf`` (``None``: L = infinity)."""
+    if text.strip().lower() in ("inf", "infinity", "∞"):
+        return None
+    try:
+        layers = int(text)
+    except ValueError:
+        raise UsageError(f"--layers takes a positive integer or inf, got {text!r}") from None
+    if layers < 1:
+        raise UsageError(f"--layers takes a positive integer or inf, got {layers}")
+    return layers
+
+
+def _feature_matrix(path: str, kg: KnowledgeGraph) -> torch.Tensor:
+    """``--features FILE``: a 2-D ``.npy`` matrix, one row per entity of ``kg`` (id order)."""
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(
+            f"--features takes {' or '.join(FEATURE_KINDS)} or a .npy file; no file {file}"
+        )
+    try:
+        matrix = np.load(file, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"--features {file}: not a .npy matrix ({err})") from None
+    if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.number):
+        raise UsageError(
+            f"--features {file}: expected a 2-D numeric matrix, got shape {matrix.shape} "
+            f"{matrix.dtype}"
+        )
+    if matrix.shape[0] != kg.num_entities:
+        raise UsageError(
+            f"--features {file}: {matrix.shape[0]} rows, but {kg.name} has {kg.num_entities} "
+            "entities (one row per entity, in entity-id order)"
+        )
+    if not np.isfinite(matrix).all():
+        raise UsageError(f"--features {file}: holds NaN or infinite values")
+    return torch.from_numpy(matrix.astype(np.float64)).to(torch.get_default_dtype())
+
+
+def _check_inductive(config: TrainConfig) -> None:
+    """An inductive dataset needs entity tables that carry over to the inference graph."""
+    kwargs = config.model_kwargs
+    if not kwargs.get("encoder"):
+        raise UsageError(
+            f"{config.dataset} is an inductive dataset: its test entities are not seen in "
+            "training, so a lookup entity table cannot score them; add --encoder refactor"
+        )
+    features = kwargs.get("encoder_options", {}).get("features", "random")
+    if features != "random":
+        what = "a lookup feature table" if features == "lookup" else "a feature file"
+        raise UsageError(
+            f"--features {features}: {what} covers the training graph's entities only, not the "
+            f"inference graph's of {config.dataset}; use --features random"
+        )
+
+
+def _build_model(
+    args: argparse.Namespace, config: TrainConfig, kg: KnowledgeGraph, split
+) -> object:
+    """``build_model``, with the matrix of ``--features FILE`` when one is given."""
+    options = config.model_kwargs.get("encoder_options", {})
+    if options.get("features") != "given":
+        return build_model(config, kg)
+    matrix = _feature_matrix(args.features, kg)
+    kwargs = dict(config.model_kwargs, encoder_options=dict(options, features=matrix))
+    try:
+        return build_model(config.replace(model_kwargs=kwargs), kg)
+    except GraphError as err:
+        raise UsageError(f"--features {args.features}: {err}") from None
+
+
+def _load_data(name: str, root: str | None) -> tuple[KnowledgeGraph, InductiveSplit | None]:
+    """A dataset by name, and for an inductive one (:data:`INDUCTIVE_DATASETS`) its split: the
+    knowledge graph is then the split's training graph."""
+    if name.lower() not in {n.lower() for n in INDUCTIVE_DATASETS}:
+        return _load_dataset(name, root), None
+    split = load_inductive(name, root)
+    _threads_for(split.train)
+    return split.train, split
+
+
 def _load_dataset(name: str, root: str | None) -> KnowledgeGraph:
-    check_choice("dataset", name.lower(), SHIPPED_DATASETS + EXTERNAL_DATASETS)
+    check_choice(
+        "dataset",
+        name.lower(),
+        SHIPPED_DATASETS + EXTERNAL_DATASETS + tuple(n.lower() for n in INDUCTIVE_DATASETS),
+    )
     kg = load(name, root)
+    _threads_for(kg)
+    return kg
+
+
+def _threads_for(kg: KnowledgeGraph) -> None:
     if (
         torch.get_num_threads() == _DEFAULT_THREADS
         and _DEFAULT_THREADS > 1
         and kg.num_entities < SMALL_GRAPH
     ):
         torch.set_num_threads(1)  # see SMALL_GRAPH
-    return kg
 
 
 def _float(what: str, text: str) -> float:
@@ -385,7 +640,12 @@ def _parser() -> argparse.ArgumentParser:
         default = f" (default: {value})" if value is not None else ""
         t.add_argument(flag, default=None, help=help + default, **kwargs)
 
-    option("--dataset", ", ".join(SHIPPED_DATASETS + EXTERNAL_DATASETS))
+    option(
+        "--dataset",
+        ", ".join(SHIPPED_DATASETS + EXTERNAL_DATASETS)
+        + "; inductive (GraIL, needs --encoder): "
+        + ", ".join(INDUCTIVE_DATASETS),
+    )
     option("--data-root", "folder holding the external datasets (default: $CIRCUITKG_DATA)")
     option("--model", ", ".join(sorted(MODELS)))
     option("--form", "score, monotone or squared")
@@ -405,6 +665,50 @@ def _parser() -> argparse.ArgumentParser:
     option("--seed", "seed of initialisation and batch order", type=int)
     option("--eval-every", "epochs between validations (0: none)", type=int)
     option("--patience", "validations without improvement before stopping (0: never)", type=int)
+    g = t.add_argument_group("graph encoder", "entity tables computed from the training graph")
+    g.add_argument(
+        "--encoder",
+        default=None,
+        choices=sorted(ENCODERS),
+        help="compute the entity table with this encoder (movable to a new graph)",
+    )
+    g.add_argument(
+        "--layers",
+        default=None,
+        metavar="L",
+        help="encoder layers: a positive integer, or inf (L = infinity, transductive)",
+    )
+    g.add_argument(
+        "--no-global-term",
+        action="store_true",
+        help="drop the softmax normaliser's term from the layers (ablation)",
+    )
+    g.add_argument(
+        "--features",
+        default=None,
+        metavar="random|lookup|FILE",
+        help="node features: random (inductive), lookup (learned, transductive) or a "
+        ".npy matrix with one row per entity in entity-id order (default: random)",
+    )
+    g.add_argument(
+        "--step-size",
+        type=float,
+        default=None,
+        help="step size of a layer (default: the number of nodes)",
+    )
+    g.add_argument(
+        "--subgraph-batch",
+        type=int,
+        default=None,
+        metavar="B",
+        help="triples per subgraph of a stochastic layer (default: full batch)",
+    )
+    g.add_argument(
+        "--layer-objective",
+        default=None,
+        choices=("decoder", "softmax"),
+        help="objective the layers descend (default: decoder)",
+    )
     t.add_argument("--schema", default=None, metavar="FILE", help=_SCHEMA_HELP + _SCHEMA_TRAIN)
     option(
         "--schema-violations",
@@ -436,6 +740,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test")
     e.add_argument("--data-root", default=None)
     e.add_argument("--no-calibration", action="store_true")
+    e.add_argument(
+        "--graph-test",
+        default=None,
+        metavar="FILE",
+        help="with --graph: triples to evaluate (default: the graph's own triples)",
+    )
     _query_options(e)
     e.set_defaults(handler=_evaluate)
 
@@ -475,8 +785,8 @@ def _parser() -> argparse.ArgumentParser:
     _query_options(sa)
     sa.set_defaults(handler=_sample)
 
-    i = sub.add_parser("info", help="dataset statistics and model sizes")
-    i.add_argument("--dataset", required=True)
+    i = sub.add_parser("info", help="dataset statistics, encoders and model sizes")
+    i.add_argument("--dataset", default=None)
     i.add_argument("--data-root", default=None)
     i.add_argument("--model", default=None)
     i.add_argument("--form", default=None)
@@ -495,7 +805,14 @@ _SCHEMA_TRAIN = "; the model is trained and evaluated conditioned on it (D-Compl
 
 
 def _query_options(parser: argparse.ArgumentParser) -> None:
-    """``--schema`` and ``--threads`` of the commands that query a checkpoint."""
+    """``--graph``, ``--schema`` and ``--threads`` of the commands that query a checkpoint."""
+    parser.add_argument(
+        "--graph",
+        default=None,
+        metavar="FILE",
+        help="triple file (head<TAB>relation<TAB>tail, .txt or .txt.gz) of a new graph over the "
+        "checkpoint's relations: the encoded model is bound to it and names refer to its entities",
+    )
     parser.add_argument(
         "--schema",
         default=None,
