@@ -63,20 +63,21 @@ def floor_batches(edges, num_nodes, subgraph_batch, seed=0):
 
 
 def floor_layer(h, g, batches, eta, total):
-    """``h + η/|T| (z - n)`` (module docstring), differentiable in ``g``."""
-    parts = []
+    """``h + η/|T| (z - n)`` (module docstring), differentiable in ``g``; one ``N x K``
+    accumulator, updated in place (``index_add_``) over the batches."""
+    delta = torch.zeros_like(h)
     for s, r, o, cand, _ in batches:
         hc = h if cand is None else h[cand]
         gr = g[r]
         q = h[s] * gr
         p = torch.softmax(q @ hc.T, dim=1)
-        m = torch.zeros_like(h)
-        m = m.index_add(0, s, gr * (h[o] - p @ hc))
-        m = m.index_add(0, o, q)
+        delta.index_add_(0, s, gr * (h[o] - p @ hc))
+        delta.index_add_(0, o, q)
         spread = p.T @ q
-        m = m - spread if cand is None else m.index_add(0, cand, -spread)
-        parts.append(m)
-    delta = parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
+        if cand is None:
+            delta = delta - spread
+        else:
+            delta.index_add_(0, cand, -spread)
     return h + (eta / total) * delta
 
 
