@@ -15,6 +15,18 @@ from circuitkg.executor import CompiledCircuit
 
 __version__ = "0.1.0"
 
+#: subpackages reachable as attributes (``ckg.data``, ``ckg.train``, ...), imported on first use
+_LAZY = ("constraints", "data", "encoders", "eval", "sampling", "testing", "train")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"circuitkg.{name}")
+    raise AttributeError(f"module 'circuitkg' has no attribute {name!r}")
+
+
 __all__ = [
     "CircuitKGError",
     "CompiledCircuit",

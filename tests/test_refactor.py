@@ -83,7 +83,7 @@ def test_encoder_layer_closed_form_equals_autograd_form(graph, rank, eta):
     """The ReFactor encoder on a DistMult score decoder: the closed form (messages) and the
     autograd form (a gradient step through the compiled circuit) give the same layer, and both
     equal the gradient step written directly (η = N when not given)."""
-    model = distmult(graph, rank, layers=2, step_size=eta)
+    model = distmult(graph, rank, layers=2, step_size=eta, preconditioner="none")
     table = model.encoded_table
     h = torch.randn(graph.num_nodes, rank, dtype=torch.float64)
     decoder = table.decoder
@@ -96,11 +96,31 @@ def test_encoder_layer_closed_form_equals_autograd_form(graph, rank, eta):
     assert torch.allclose(auto, expected, atol=1e-6, rtol=0)
 
 
+@settings(max_examples=30)
+@given(graphs(), st.integers(1, 3), st.floats(0.1, 2.0), st.sampled_from(["closed", "autograd"]))
+def test_degree_preconditioned_layer_is_a_step_in_the_degree_metric(graph, rank, eta, gradient):
+    """``h - η D⁻¹ ∇L`` with ``D = diag(1 + deg) / |T|``, for the closed and the autograd form."""
+    model = distmult(graph, rank, layers=1, step_size=eta, gradient=gradient)
+    table = model.encoded_table
+    h = torch.randn(graph.num_nodes, rank, dtype=torch.float64)
+    g = model.relation.weight.detach()
+    leaf = h.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(softmax_nll(leaf, g, graph.edges), leaf)
+    degree = torch.zeros(graph.num_nodes, dtype=torch.float64)
+    for s, _, o in graph.edges.tolist():
+        degree[s] += 1
+        degree[o] += 1
+    expected = h - eta * graph.num_edges / (1 + degree)[:, None] * grad
+    got = table.encoder.layer(graph, h, table.decoder)
+    assert torch.allclose(got, expected, atol=1e-6, rtol=0)
+
+
 @settings(max_examples=25)
 @given(graphs(max_edges=10), st.integers(1, 3), st.integers(1, 4))
 def test_subgraph_batches_are_a_step_of_the_restricted_objective(graph, rank, batch):
     """The stochastic layer: each batch's softmax over the nodes of its own subgraph."""
-    model = distmult(graph, rank, layers=1, subgraph_batch=batch, step_size=1.0)
+    model = distmult(graph, rank, layers=1, subgraph_batch=batch, step_size=1.0,
+                     preconditioner="none")  # fmt: skip
     encoder = model.encoded_table.encoder
     h = torch.randn(graph.num_nodes, rank, dtype=torch.float64)
     g = model.relation.weight.detach()
@@ -123,7 +143,7 @@ def test_autograd_layer_is_a_gradient_step_of_the_pll(graph, name, seed):
     """Squared decoders: one layer is ``h - η ∇_h PLL(h)``, PLL computed by brute force."""
     torch.manual_seed(seed)
     model = ckg.models.create(name, graph, rank=2, form="squared", encoder="refactor", layers=1,
-                              step_size=0.5).double()  # fmt: skip
+                              step_size=0.5, preconditioner="none").double()  # fmt: skip
     table = model.encoded_table
     h = torch.randn(graph.num_nodes, table.width, dtype=torch.float64)
     got = table.encoder.layer(graph, h, table.decoder)

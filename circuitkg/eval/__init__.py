@@ -22,16 +22,19 @@ from circuitkg.eval.ranking import (
     keyword_scorer,
     metrics_from_ranks,
 )
+from circuitkg.eval.runner import EvaluationResult, evaluate
 from circuitkg.eval.semantic import AllowedEntities, SemanticResult, semantic_at_k
 
 __all__ = [
     "AllowedEntities",
+    "EvaluationResult",
     "FilterIndex",
     "RankingResult",
     "ReliabilityTable",
     "SampledRankingResult",
     "ScoreAll",
     "SemanticResult",
+    "evaluate",
     "evaluate_ranking",
     "evaluate_sampled_ranking",
     "expected_calibration_error",

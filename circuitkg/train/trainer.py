@@ -371,15 +371,21 @@ def train(
     config: TrainConfig,
     kg: KnowledgeGraph | None = None,
     *,
+    model: KGEModel | None = None,
     out: str | os.PathLike[str] | None = None,
     init_from: str | os.PathLike[str] | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     device: str | torch.device = "cpu",
 ) -> TrainResult:
-    """Build the model ``config`` describes (optionally initialised from a checkpoint) and train it."""
+    """Train ``model``, or the model ``config`` describes (optionally initialised from a
+    checkpoint). A given model is trained as it is, after :func:`initialise` with ``config.init``
+    (so build it under a seed of your choice)."""
     kg = kg if kg is not None else load(config.dataset, config.data_root)
-    model = build_model(config, kg)
+    if model is None:
+        model = build_model(config, kg)
+    else:
+        initialise(model, config.init)
     if init_from is not None:
         init_from_checkpoint(model, init_from)
     trainer = Trainer(config, kg, model, out=out, progress=progress, log=log, device=device)
