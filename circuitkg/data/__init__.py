@@ -2,7 +2,8 @@
 
 ``load("umls")`` returns a :class:`KnowledgeGraph` for a shipped or external benchmark;
 ``load_folder(path)`` reads any folder of ``train``/``valid``/``test`` triple files;
-``load_inductive("fb237_v1")`` returns an :class:`InductiveSplit` (GraIL's inductive benchmarks).
+``load_inductive("fb237_v1")`` returns an :class:`InductiveSplit` (GraIL's inductive benchmarks);
+``load_ookb("wn11", setting="head", size=1000)`` returns an :class:`OOKBSplit` (unseen entities).
 """
 
 from circuitkg.data.inductive import (
@@ -21,6 +22,14 @@ from circuitkg.data.loaders import (
     load,
     load_folder,
 )
+from circuitkg.data.ookb import (
+    OOKB_DATASETS,
+    OOKB_SETTINGS,
+    OOKB_SIZES,
+    LabelledTriples,
+    OOKBSplit,
+    load_ookb,
+)
 
 __all__ = [
     "DATA_ENV_VAR",
@@ -31,10 +40,16 @@ __all__ = [
     "DataFormatError",
     "InductiveSplit",
     "KnowledgeGraph",
+    "LabelledTriples",
+    "OOKBSplit",
+    "OOKB_DATASETS",
+    "OOKB_SETTINGS",
+    "OOKB_SIZES",
     "UnknownNameError",
     "UnseenTriplesWarning",
     "available_datasets",
     "load",
     "load_folder",
     "load_inductive",
+    "load_ookb",
 ]

@@ -1,5 +1,5 @@
 """Evaluation: filtered link-prediction ranking (all entities, or GraIL's sampled candidates),
-calibration, test log-likelihood and Sem@k."""
+calibration, test log-likelihood, Sem@k and triple classification (per-relation dev thresholds)."""
 
 from circuitkg.eval.calibration import (
     ReliabilityTable,
@@ -24,6 +24,14 @@ from circuitkg.eval.ranking import (
 )
 from circuitkg.eval.runner import EvaluationResult, evaluate
 from circuitkg.eval.semantic import AllowedEntities, SemanticResult, semantic_at_k
+from circuitkg.eval.triple_classification import (
+    TripleClassificationResult,
+    best_threshold,
+    choose_thresholds,
+    classification_accuracy,
+    triple_classification,
+    triple_values,
+)
 
 __all__ = [
     "AllowedEntities",
@@ -34,6 +42,10 @@ __all__ = [
     "SampledRankingResult",
     "ScoreAll",
     "SemanticResult",
+    "TripleClassificationResult",
+    "best_threshold",
+    "choose_thresholds",
+    "classification_accuracy",
     "evaluate",
     "evaluate_ranking",
     "evaluate_sampled_ranking",
@@ -45,5 +57,7 @@ __all__ = [
     "reliability_table",
     "sample_negatives",
     "semantic_at_k",
+    "triple_classification",
+    "triple_values",
     "uniform_log_likelihood",
 ]
