@@ -183,3 +183,36 @@ def test_the_released_wn11_split():
     assert graph.num_nodes == split.num_entities and graph.relation_names[0] == "_type_of"
     assert not (split.train.train >= split.num_seen).any()
     assert split.unseen(split.aux).all()
+
+
+# --- the margin objective --------------------------------------------------------------------------
+def test_margin_loss_against_its_definition():
+    from circuitkg.train.objectives import corrupt, make_objective, margin_loss
+
+    graph = ckg.encoders.Graph.from_triples(torch.tensor([[0, 0, 1], [1, 1, 2], [2, 0, 0]]), 4, 2)
+    model = ckg.models.create("transe", graph, rank=3, form="score", encoder="mean").double()
+    compiled = ckg.compile(model)
+    triples = graph.edges
+    negatives = corrupt(triples, 4, torch.Generator().manual_seed(3), negatives=2)
+    changed = (negatives != triples.repeat(2, 1)).sum(1)
+    assert bool((changed <= 1).all()) and bool(
+        (negatives[:, 1] == triples.repeat(2, 1)[:, 1]).all()
+    )
+    table = model.encoded_table.full()
+    g = model.relation.full()
+
+    def score(x):
+        return -((table[x[:, 0]] + g[x[:, 1]] - table[x[:, 2]]) ** 2).sum(1)
+
+    expected = torch.relu(0.5 - score(triples).repeat(2) + score(negatives)).mean()
+    got = margin_loss(compiled, triples, 0.5, torch.Generator().manual_seed(3), negatives=2)
+    assert torch.allclose(got, expected)
+    objective = make_objective("margin", seed=1)
+    first, second = objective(compiled, triples), objective(compiled, triples)
+    again = make_objective("margin", seed=1)
+    assert torch.equal(first, again(compiled, triples)) and torch.equal(
+        second, again(compiled, triples)
+    )
+    squared = ckg.compile(ckg.models.create("distmult", graph, rank=2, form="squared"))
+    with pytest.raises(ValueError, match="score form"):
+        margin_loss(squared, triples)

@@ -11,7 +11,7 @@ from circuitkg.compilers import MODELS
 from circuitkg.errors import CircuitKGError
 from circuitkg.train.initialisation import INITS
 
-OBJECTIVES = ("pll", "mle", "ce")
+OBJECTIVES = ("pll", "mle", "ce", "margin")
 OPTIMIZERS = ("adam", "adagrad")
 LOSSES = ("ce", "label_smoothing", "label_relaxation")
 REGULARISERS = ("n3", "none")

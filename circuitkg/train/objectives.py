@@ -15,12 +15,16 @@
   subject query ``(?, r, o)``, without reciprocal relations. The logits are the log-conditionals
   (in score form, ``log_softmax`` of the scores, so ``loss="ce"`` is the usual cross-entropy);
   ``loss`` also takes ``label_smoothing`` and ``label_relaxation`` with parameter ``alpha``.
+* :func:`margin_loss` (score form; TransE's objective, Bordes et al. 2013, and paper 003's):
+  ``mean max(0, γ - φ(s, r, o) + φ(s', r, o'))`` against corrupted triples, each with its head or
+  its tail (probability 1/2 each) replaced by a uniform entity, drawn from a seeded generator.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -104,18 +108,60 @@ def _loss_function(loss: str, alpha: float) -> Callable[[Tensor, Tensor], Tensor
     raise ValueError(f"unknown loss {loss!r}; choose ce, label_smoothing or label_relaxation")
 
 
+def corrupt(
+    triples: Tensor, num_entities: int, generator: torch.Generator, negatives: int = 1
+) -> Tensor:
+    """``negatives`` corrupted copies of each triple (``(negatives B, 3)``, copy-major): head or
+    tail, with probability 1/2 each, replaced by a uniform entity (which may be the original)."""
+    out = triples.repeat(negatives, 1)
+    n = len(out)
+    entity = torch.randint(0, num_entities, (n,), generator=generator).to(triples.device)
+    tail = (torch.rand(n, generator=generator) < 0.5).to(triples.device)
+    out[:, 0] = torch.where(tail, out[:, 0], entity)
+    out[:, 2] = torch.where(tail, entity, out[:, 2])
+    return out
+
+
+def margin_loss(
+    compiled: CompiledCircuit,
+    triples: Tensor,
+    margin: float = 1.0,
+    generator: torch.Generator | None = None,
+    negatives: int = 1,
+) -> Tensor:
+    """``mean max(0, margin - φ(x) + φ(x'))`` over the triples and their :func:`corrupt` copies."""
+    if compiled.form != "score":
+        raise ValueError(
+            f"the margin objective ranks scores (score form); this model is {compiled.form}: "
+            "use pll or mle"
+        )
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    corrupted = corrupt(triples, compiled.domains["s"], generator, negatives)
+    positive = compiled.score(triples).repeat(negatives)
+    return F.relu(margin - positive + compiled.score(corrupted)).mean()
+
+
 def make_objective(
     name: str,
     *,
     pll_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
     loss: str = "ce",
     alpha: float = 0.0,
+    margin: float = 1.0,
+    negatives: int = 1,
+    seed: int = 0,
 ) -> Objective:
-    """The objective called ``name`` (``pll``, ``mle`` or ``ce``) with its options bound."""
+    """The objective called ``name`` (``pll``, ``mle``, ``ce`` or ``margin``) with its options
+    bound; ``margin`` draws its corruptions from one generator seeded with ``seed``."""
     if name == "pll":
         return lambda compiled, triples: pll_loss(compiled, triples, pll_weights)
     if name == "mle":
         return mle_loss
     if name == "ce":
         return lambda compiled, triples: one_vs_all_loss(compiled, triples, loss, alpha)
-    raise ValueError(f"unknown objective {name!r}; choose pll, mle or ce")
+    if name == "margin":
+        generator = torch.Generator().manual_seed(seed)
+        return lambda compiled, triples: margin_loss(
+            compiled, triples, margin, generator, negatives
+        )
+    raise ValueError(f"unknown objective {name!r}; choose pll, mle, ce or margin")
