@@ -116,7 +116,7 @@ class Circuit:
         torch.manual_seed(seed)
         self.model = ckg.models.create(
             "distmult", kg, rank=rank, form="score", encoder="refactor", layers=layers,
-            subgraph_batch=subgraph_batch,
+            subgraph_batch=subgraph_batch, preconditioner="none",  # the plain step, as the floor
         )  # fmt: skip
         self.compiled = compile_(self.model)
         self.compiled.train()

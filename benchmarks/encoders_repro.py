@@ -51,7 +51,7 @@ def run(pair, layers, global_term, args):
     model = ckg.models.create(
         "distmult", split.train, rank=args.rank, form=args.form, encoder="refactor",
         layers=layers, global_term=global_term, objective=args.layer_objective,
-        subgraph_batch=args.subgraph_batch,
+        subgraph_batch=args.subgraph_batch, preconditioner=args.preconditioner,
     )  # fmt: skip
     config = TrainConfig(
         dataset=pair, model="distmult", form=args.form, rank=args.rank, objective=objective,
@@ -91,7 +91,8 @@ def run(pair, layers, global_term, args):
         "pair": pair, "layers": layers, "global_term": global_term, "rank": args.rank,
         "form": args.form, "objective": objective, "layer_objective": args.layer_objective,
         "lr": args.lr, "batch_size": args.batch_size, "reg_weight": args.reg_weight,
-        "subgraph_batch": args.subgraph_batch, "epochs_max": args.epochs,
+        "subgraph_batch": args.subgraph_batch, "preconditioner": args.preconditioner,
+        "epochs_max": args.epochs,
         "epochs_run": epochs_run, "stopped": stopped, "best_epoch": trainer.state.best_epoch,
         "valid_mrr": trainer.state.best_metric,
         "test_mrr": full["mrr"], "test_hits@10": full["hits@10"],
@@ -128,6 +129,12 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--reg-weight", type=float, default=0.0)
     parser.add_argument("--subgraph-batch", type=int, default=None)
+    parser.add_argument(
+        "--preconditioner",
+        choices=("none", "degree"),
+        default="none",
+        help="ReFactor step: none (plain, η = N, the paper's) or degree",
+    )
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--max-minutes", type=float, default=3.0)
