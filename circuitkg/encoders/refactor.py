@@ -14,8 +14,8 @@ gradient step on the node states is ``h - η ∇L(h) = h + α z - β n`` with
 
 Code: with ``q_t = h[s_t] ⊙ g(r_t)`` and ``P`` the ``(|T| x N)`` softmax,
 ``|T| ∇L = scatter_s(g ⊙ (P h - h[o])) + Pᵀ q - scatter_o(q)``, i.e. two ``index_add_`` scatters and
-three dense products; ``O(|T| N K)`` time, chunked over triples to :attr:`ReFactor.memory_budget`
-numbers of ``P`` at a time. ``global_term=False`` drops ``n`` (the paper's ablation, Table 2):
+three dense products, added in place into one ``N x K`` buffer; ``O(|T| N K)`` time, chunked over
+triples to :attr:`ReFactor.memory_budget` numbers of ``P`` at a time. ``global_term=False`` drops ``n`` (the paper's ablation, Table 2):
 ``h + α z``.
 
 **Other decoders** (beyond the paper). A layer is one gradient step of the decoder's own objective
@@ -81,31 +81,40 @@ def distmult_softmax_messages(
     candidates: Tensor | None = None,
     budget: int = 1 << 24,
     global_term: bool = True,
-) -> tuple[Tensor, Tensor | None]:
-    """``(z, |T| n)`` of the module docstring for ``triples``, softmax over ``candidates`` (all
-    nodes when None; node ids otherwise, which must include every object of ``triples``)."""
+    out: Tensor | None = None,
+) -> Tensor:
+    """``z - |T| n`` of the module docstring for ``triples`` (``z`` alone without the global term),
+    i.e. ``-|T| ∇L(h)``, with the softmax over ``candidates`` (all nodes when None; node ids
+    otherwise, which must include every object of ``triples``).
+
+    In the gradient form, ``z - |T| n = scatter_s(g ⊙ (h[o] - P h_c)) + scatter_o(q) - Pᵀ q`` (the
+    ``(1 - P)`` of the incoming messages and the ``o ≠ v`` of ``n`` cancel). Everything is added in
+    place into ``out`` (``N x K``, created when None), so chunks and subgraph batches cost one
+    ``N x K`` buffer in all, and autograd keeps only the chunks' ``P`` for the backward pass.
+    """
     s, r, o = triples.unbind(1)
     hc = h if candidates is None else h[candidates]
     local_o = o if candidates is None else _positions(candidates, o, h.shape[0])
-    z = torch.zeros_like(h)
-    n = torch.zeros_like(h) if global_term else None
+    out = torch.zeros_like(h) if out is None else out
     step = max(1, budget // hc.shape[0])
     for start in range(0, len(triples), step):
         part = slice(start, start + step)
         gr, hs = g[r[part]], h[s[part]]
         q = hs * gr
-        log_p = torch.log_softmax(q @ hc.T, dim=1)
-        p_answer = log_p.gather(1, local_o[part].unsqueeze(1)).exp()
-        z = z.index_add(0, s[part], gr * h[o[part]])
-        z = z.index_add(0, o[part], (1 - p_answer) * q)
-        if n is None:
+        p = torch.softmax(q @ hc.T, dim=1)
+        if not global_term:
+            p_answer = p.gather(1, local_o[part].unsqueeze(1))
+            out.index_add_(0, s[part], gr * h[o[part]])
+            out.index_add_(0, o[part], (1 - p_answer) * q)
             continue
-        p = log_p.exp()
-        n = n.index_add(0, s[part], gr * (p @ hc))
+        out.index_add_(0, s[part], gr * (h[o[part]] - p @ hc))
+        out.index_add_(0, o[part], q)
         spread = p.T @ q
-        n = n.index_add(0, o[part], -p_answer * q)
-        n = n + spread if candidates is None else n.index_add(0, candidates, spread)
-    return z, n
+        if candidates is None:
+            out.sub_(spread)
+        else:
+            out.index_add_(0, candidates, spread, alpha=-1)
+    return out
 
 
 def _positions(candidates: Tensor, ids: Tensor, num_nodes: int) -> Tensor:
@@ -219,13 +228,12 @@ class ReFactor(GraphEncoder):
                     f"the softmax layer needs relation embeddings of the node width {h.shape[-1]} "
                     f"(a DistMult decoder); this decoder's are {g.shape[-1]} wide"
                 )
-            out = h
+            total = torch.zeros_like(h)
             for triples, candidates in batches:
-                z, n = distmult_softmax_messages(
-                    h, g, triples, candidates, self.memory_budget, self.global_term
+                distmult_softmax_messages(
+                    h, g, triples, candidates, self.memory_budget, self.global_term, out=total
                 )
-                out = out + rate * (z if n is None else z - n)
-            return out
+            return h + rate * total
         return h - rate * graph.num_edges * self._autograd_gradient(h, batches, decoder)
 
     def rates(self, graph: Graph, like: Tensor) -> Tensor | float:
