@@ -60,8 +60,9 @@ from circuitkg.train import (
     init_from_checkpoint,
     load_checkpoint,
 )
+from circuitkg.train.checkpoint import check_vocabulary
 from circuitkg.train.config import SCHEMA_VIOLATIONS, ConfigError, check_choice
-from circuitkg.train.trainer import bind_schema, build_model, load_schema
+from circuitkg.train.trainer import bind_schema, build_model, load_schema, resume_path
 
 FORMS = ("score", "monotone", "squared")
 #: CLI flags that map one-to-one onto TrainConfig fields
@@ -146,12 +147,14 @@ def _train(args: argparse.Namespace) -> int:
     """Train a model (or resume a run), print the test metrics, write checkpoints with --out."""
     log = print if args.quiet else None
     if args.resume:
-        resumed = load_checkpoint(args.resume).config
+        path = resume_path(args.resume)
+        resumed = load_checkpoint(path).config
+        _check_resume_options(args, resumed, path)
         kg, split = _load_data(resumed.dataset, args.data_root or resumed.data_root)
         trainer = Trainer.resume(
-            args.resume, kg, epochs=args.epochs, out=args.out, progress=not args.quiet, log=log
+            path, kg, epochs=args.epochs, out=args.out, progress=not args.quiet, log=log
         )
-        print(f"resuming {args.resume} after epoch {trainer.state.epoch}")
+        print(f"resuming {path} after epoch {trainer.state.epoch}")
     else:
         config = _train_config(args)
         kg, split = _load_data(config.dataset, config.data_root)
@@ -184,6 +187,52 @@ def _train(args: argparse.Namespace) -> int:
         (result.out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False))
         print(f"checkpoints in {result.out}/best and {result.out}/last")
     return 0
+
+
+#: train options that --resume takes (the rest are the checkpoint's: see _check_resume_options)
+_RESUME_OPTIONS = ("epochs", "data_root")
+
+
+def _check_resume_options(args: argparse.Namespace, config: TrainConfig, path: Path) -> None:
+    """``--resume`` continues a run exactly as configured: options other than --epochs,
+    --data-root, --out, --threads and --quiet that differ from the checkpoint's raise
+    :class:`UsageError` listing them (given with the checkpoint's value they are accepted)."""
+    differing = []
+    for flag, field in _TRAIN_FIELDS.items():
+        value = getattr(args, flag)
+        if flag in _RESUME_OPTIONS or value is None:
+            continue
+        theirs = getattr(config, field)
+        same = value.lower() == theirs.lower() if isinstance(value, str) else value == theirs
+        if not same:
+            differing.append(f"--{flag.replace('_', '-')} {value} (the checkpoint's: {theirs})")
+    reg = None if args.reg is None else (args.reg[0], *args.reg[1:])
+    if reg is not None and (
+        reg[0] != config.reg
+        or (len(reg) > 1 and _float("--reg weight", reg[1]) != config.reg_weight)
+    ):
+        differing.append(
+            f"--reg {' '.join(args.reg)} (the checkpoint's: {config.reg} {config.reg_weight})"
+        )
+    if args.pll_weights is not None and tuple(args.pll_weights) != tuple(config.pll_weights):
+        differing.append(f"--pll-weights (the checkpoint's: {list(config.pll_weights)})")
+    if args.schema is not None and str(Path(args.schema).resolve()) != config.schema:
+        differing.append(f"--schema {args.schema} (the checkpoint's: {config.schema})")
+    encoder = [
+        flag for dest, flag in _ENCODER_FLAGS.items() if getattr(args, dest) not in (None, False)
+    ]
+    if args.encoder is not None:
+        encoder.insert(0, "--encoder")
+    differing += [f"{flag} (encoder options are the checkpoint's)" for flag in encoder]
+    if args.init_from:
+        differing.append("--init-from (a resumed run keeps its own parameters)")
+    if differing:
+        raise UsageError(
+            f"--resume {path} continues the run with the checkpoint's options; these differ: "
+            + "; ".join(differing)
+            + ". Drop them (only --epochs, --data-root, --out, --threads and --quiet apply), or "
+            "start a new run"
+        )
 
 
 def _inductive_report(result, split: InductiveSplit) -> dict[str, dict]:
@@ -335,6 +384,7 @@ def load_for_queries(
     root = data_root or ckpt.config.data_root
     if graph is None:
         kg, _ = _load_data(ckpt.config.dataset, root)
+        check_vocabulary(ckpt, kg)
         model = ckpt.model
     else:
         kg, model = _on_graph_file(ckpt, root, Path(graph), graph_test)

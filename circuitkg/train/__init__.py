@@ -11,9 +11,12 @@ from circuitkg.eval.runner import EvaluationResult, evaluate
 from circuitkg.train.checkpoint import (
     Checkpoint,
     CheckpointError,
+    CheckpointRecoveredWarning,
     ModelSpec,
     TrainState,
+    check_vocabulary,
     load_checkpoint,
+    recover_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
 )
@@ -33,6 +36,7 @@ from circuitkg.train.trainer import (
 __all__ = [
     "Checkpoint",
     "CheckpointError",
+    "CheckpointRecoveredWarning",
     "ConfigError",
     "EvaluationResult",
     "ModelSpec",
@@ -42,6 +46,7 @@ __all__ = [
     "Trainer",
     "TrainingDivergedError",
     "build_model",
+    "check_vocabulary",
     "embedding_factors",
     "evaluate",
     "init_from_checkpoint",
@@ -53,6 +58,7 @@ __all__ = [
     "one_vs_all_loss",
     "pll_loss",
     "positive_init",
+    "recover_checkpoint",
     "resolve_checkpoint",
     "save_checkpoint",
     "train",

@@ -52,7 +52,7 @@ from circuitkg.train.checkpoint import (
     load_checkpoint,
     load_parameters,
     model_tensors,
-    resolve_checkpoint,
+    recover_checkpoint,
     save_checkpoint,
 )
 from circuitkg.train.config import TrainConfig
@@ -68,6 +68,7 @@ __all__ = [
     "build_model",
     "init_from_checkpoint",
     "load_schema",
+    "resume_path",
     "train",
 ]
 
@@ -150,6 +151,33 @@ def _schema_training_data(
     return bound, kg
 
 
+def resume_path(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint :meth:`Trainer.resume` continues from ``path``: ``path`` itself when it is a
+    checkpoint folder, else the run folder's ``last/`` (an interrupted write of it finished first).
+
+    A run folder without ``last/`` raises :class:`CheckpointError` listing what it holds: resuming
+    from ``best/`` would silently drop every epoch after the best one, so that must be asked for
+    explicitly by passing ``best/``."""
+    path = Path(path)
+    if recover_checkpoint(path):
+        return path
+    last = path / "last"
+    if recover_checkpoint(last):
+        return last
+    held = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    if not path.exists():
+        raise CheckpointError(f"cannot resume {path}: it does not exist")
+    detail = f"it holds {held}" if held else "it is empty"
+    hint = ""
+    if recover_checkpoint(path / "best"):
+        best = load_checkpoint(path / "best").state
+        hint = (
+            f"; best/ is from epoch {best.epoch}: resuming from it would drop every later epoch, "
+            f"pass {path / 'best'} explicitly to do that"
+        )
+    raise CheckpointError(f"cannot resume {path}: no last/ checkpoint there ({detail}){hint}")
+
+
 def init_from_checkpoint(model: KGEModel, path: str | os.PathLike[str]) -> list[str]:
     """Copy a trained model's parameters into ``model`` (paper 004's ComplEx²★ initialisation).
 
@@ -222,27 +250,45 @@ class Trainer:
         out: str | os.PathLike[str] | None = None,
         **kwargs,
     ) -> Trainer:
-        """A trainer that continues the run saved at ``path`` (a run folder or its ``last/``).
+        """A trainer that continues the run saved at ``path`` (a run folder, its ``last/``, or
+        explicitly any checkpoint folder such as ``best/``).
 
         Parameters, optimizer state, batch order, epoch counter and early-stopping state are
         restored; ``epochs`` raises the total number of epochs. Checkpoints go to ``out``,
-        by default the run folder ``path`` came from.
+        by default the run folder ``path`` came from. A run folder without ``last/`` raises
+        :class:`CheckpointError` saying what it holds (never a silent fall-back to ``best/``,
+        which would lose the epochs after it); with ``kg``, a checkpoint trained on other
+        vocabularies raises :class:`CheckpointError` (:func:`check_vocabulary`).
         """
-        path = Path(path)
-        if (path / "last").is_dir():
-            path = path / "last"
-        ckpt = load_checkpoint(path)
+        path = resume_path(path)
+        ckpt = load_checkpoint(path, kg)
         config = ckpt.config if epochs is None else ckpt.config.replace(epochs=epochs)
         run_folder = ckpt.path.parent if ckpt.path.name in ("last", "best") else None
         trainer = cls(config, kg, ckpt.model, out=out if out is not None else run_folder, **kwargs)
         trainer.state = ckpt.state
         if ckpt.optimizer_state is not None:
-            trainer.optimizer.load_state_dict(ckpt.optimizer_state)
+            try:
+                trainer.optimizer.load_state_dict(ckpt.optimizer_state)
+            except (ValueError, KeyError, TypeError, RuntimeError) as err:
+                raise CheckpointError(
+                    f"{ckpt.path}: the optimizer state does not fit the model ({err})"
+                ) from None
         if ckpt.generator_state is not None:
-            trainer.generator.set_state(ckpt.generator_state)
+            try:
+                trainer.generator.set_state(ckpt.generator_state)
+            except (RuntimeError, TypeError) as err:
+                raise CheckpointError(
+                    f"{ckpt.path / 'training.safetensors'}: tensor 'generator' is not a generator "
+                    f"state ({err})"
+                ) from None
         if ckpt.state.best_epoch is not None and run_folder is not None:
-            best = resolve_checkpoint(run_folder / "best")
-            trainer.best_params = _clone(model_tensors(load_checkpoint(best).model))
+            best_folder = run_folder / "best"
+            if not recover_checkpoint(best_folder):
+                raise CheckpointError(
+                    f"{ckpt.path} records a best validation MRR at epoch {ckpt.state.best_epoch}, "
+                    f"but {best_folder} holds no checkpoint"
+                )
+            trainer.best_params = _clone(model_tensors(load_checkpoint(best_folder).model))
         return trainer
 
     # --- the loop ------------------------------------------------------------------------------
@@ -363,8 +409,9 @@ class Trainer:
         if self.out is None:
             return
         save_checkpoint(
-            self.out / name, self.model, self.config, self.state, self.optimizer, self.generator
-        )
+            self.out / name, self.model, self.config, self.state, self.optimizer, self.generator,
+            kg=self.kg,
+        )  # fmt: skip
 
 
 def train(

@@ -1,0 +1,244 @@
+"""Reliability (issue 14): crash-safe checkpoints, validated checkpoint contents, vocabulary checks,
+resume that never loses work silently, and library errors (naming the culprit) on bad input."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import time
+import warnings
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from circuitkg.cli import main
+from circuitkg.data import load
+from circuitkg.errors import CircuitKGError
+from circuitkg.train import (
+    CheckpointError,
+    CheckpointRecoveredWarning,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    save_checkpoint,
+    train,
+)
+from circuitkg.train.checkpoint import TrainState
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def nations():
+    return load("nations")
+
+
+def quiet(**changes):
+    base = dict(dataset="nations", model="cp", form="squared", rank=4, epochs=2, eval_every=1)
+    return TrainConfig(**(base | changes))
+
+
+def fit(config, kg, **kwargs):
+    return train(config, kg, progress=False, log=lambda line: None, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def run(nations, tmp_path_factory):
+    """A two-epoch nations run folder (best/ and last/); copy it before damaging it."""
+    out = tmp_path_factory.mktemp("run")
+    fit(quiet(), nations, out=out)
+    return out
+
+
+def copy_run(run, tmp_path):
+    return shutil.copytree(run, tmp_path / "run")
+
+
+# --- crash-safe writes -------------------------------------------------------------------------------
+def test_checkpoint_files_share_the_umask_mode(run):
+    expected = 0o666 & ~_umask()
+    for file in (run / "last").iterdir():
+        assert file.stat().st_mode & 0o777 == expected, file.name
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_interrupted_swap_is_recovered_from_the_complete_tmp(run, tmp_path):
+    folder = copy_run(run, tmp_path)
+    last, tmp, old = folder / "last", folder / "last.tmp", folder / "last.old"
+    # crash between "rename old aside" and "rename tmp in": only .old and a complete .tmp remain
+    shutil.copytree(last, tmp)
+    os.replace(last, old)
+    with pytest.warns(CheckpointRecoveredWarning, match=r"restored it from last\.tmp"):
+        ckpt = load_checkpoint(last)
+    assert ckpt.state.epoch == 2 and not tmp.exists() and not old.exists()
+
+
+def test_incomplete_tmp_falls_back_to_old_and_says_so(run, tmp_path):
+    folder = copy_run(run, tmp_path)
+    last, tmp, old = folder / "last", folder / "last.tmp", folder / "last.old"
+    tmp.mkdir()
+    (tmp / "model.safetensors").write_bytes(b"\x00" * 10)  # no config.json: never completed
+    os.replace(last, old)
+    with pytest.warns(CheckpointRecoveredWarning, match=r"from last\.old"):
+        assert load_checkpoint(last).state.epoch == 2
+    assert not old.exists()
+
+
+def test_intact_tmp_is_never_deleted_when_last_is_missing(nations, run, tmp_path):
+    """The old code's state after a kill: last/ removed, last.tmp complete. Resuming used to fall
+    back to best/ silently and the next save deleted last.tmp."""
+    folder = copy_run(run, tmp_path)
+    os.replace(folder / "last", folder / "last.tmp")
+    with pytest.warns(CheckpointRecoveredWarning):
+        trainer = Trainer.resume(folder, nations, epochs=3, progress=False, log=lambda _: None)
+    assert trainer.state.epoch == 2
+    trainer.fit()
+    assert load_checkpoint(folder / "last").state.epoch == 3
+    assert not (folder / "last.tmp").exists()
+
+
+def test_resume_without_last_is_an_error_naming_best(run, nations, tmp_path):
+    folder = copy_run(run, tmp_path)
+    shutil.rmtree(folder / "last")
+    with pytest.raises(CheckpointError, match=r"no last/ checkpoint.*best/ is from epoch \d"):
+        Trainer.resume(folder, nations, progress=False, log=lambda _: None)
+    assert main(["train", "--resume", str(folder), "--quiet"]) == 2
+
+
+def test_sigkill_during_checkpoint_writes_never_loses_the_checkpoint(nations, tmp_path):
+    """25 SIGKILLs at random moments of a loop of checkpoint writes (forked children): after each,
+    a load finds an intact checkpoint (recovering an interrupted swap)."""
+    trainer = Trainer(quiet(), nations, progress=False, log=lambda _: None)
+    path = tmp_path / "ckpt"
+    save_checkpoint(
+        path, trainer.model, trainer.config, TrainState(), trainer.optimizer, kg=nations
+    )
+    rng = random.Random(0)
+    for kill in range(25):
+        pid = os.fork()
+        if pid == 0:  # the child writes checkpoints until it is killed
+            try:
+                for epoch in range(10**6):
+                    state = TrainState(epoch=epoch)
+                    save_checkpoint(path, trainer.model, trainer.config, state, kg=nations)
+            finally:
+                os._exit(0)
+        time.sleep(rng.uniform(0.0, 0.05))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CheckpointRecoveredWarning)
+            ckpt = load_checkpoint(path)
+        assert ckpt.vocabulary["entities"] == nations.id_to_entity, kill
+
+
+# --- validated contents -------------------------------------------------------------------------------
+def test_nan_in_a_stored_checkpoint_is_refused_on_load(run, tmp_path):
+    folder = copy_run(run, tmp_path)
+    file = folder / "best" / "model.safetensors"
+    tensors = load_file(file)
+    tensors["relation.weight"][0, 0] = float("nan")
+    save_file(tensors, file)
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*'relation\.weight'.*NaN"):
+        load_checkpoint(folder / "best")
+
+
+def test_truncated_safetensors_names_the_file(run, tmp_path):
+    folder = copy_run(run, tmp_path)
+    file = folder / "best" / "model.safetensors"
+    file.write_bytes(file.read_bytes()[:-20])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: not a readable safetensors"):
+        load_checkpoint(folder / "best")
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (lambda m: m.pop("model"), r"config\.json: the key 'model' is missing"),
+        (lambda m: m["model"].pop("rank"), r"config\.json: key 'model' is malformed.*rank"),
+        (lambda m: m["model"].update(rank="16"), r"config\.json: key 'model'.*'rank'.*'16'"),
+        (lambda m: m["model"].update(name="transh"), r"config\.json: key 'model'.*transh"),
+        (lambda m: m["train"].update(rank="16"), r"config\.json: key 'train' is malformed"),
+        (lambda m: m["state"].update(epoch="2"), r"config\.json: key 'state'.*epoch"),
+        (lambda m: m["state"].update(bogus=1), r"config\.json: key 'state'.*bogus"),
+        (lambda m: m["optimizer"].pop("param_groups"), r"key 'optimizer'.*param_groups"),
+    ],
+)
+def test_malformed_config_names_file_and_key(run, tmp_path, edit, pattern):
+    folder = copy_run(run, tmp_path)
+    file = folder / "last" / "config.json"
+    meta = json.loads(file.read_text())
+    edit(meta)
+    file.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=pattern):
+        load_checkpoint(folder / "last")
+    assert main(["evaluate", "--checkpoint", str(folder / "last")]) == 2
+
+
+def test_config_that_is_not_utf8_json(run, tmp_path):
+    folder = copy_run(run, tmp_path)
+    (folder / "best" / "config.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(CheckpointError, match="config.json: not valid JSON"):
+        load_checkpoint(folder / "best")
+
+
+# --- vocabularies ---------------------------------------------------------------------------------
+def test_checkpoint_records_and_checks_the_vocabulary(run, nations):
+    ckpt = load_checkpoint(run / "best", nations)
+    assert ckpt.vocabulary == {
+        "dataset": "nations",
+        "entities": nations.id_to_entity,
+        "relations": nations.id_to_relation,
+    }
+
+
+def _external_copy(root, rename=None):
+    """nations as the external dataset ``codex-s`` under ``root``, optionally with one entity
+    renamed (same sizes, different vocabulary)."""
+    folder = root / "codex-s"
+    shutil.copytree(load.__globals__["_PACKAGE_DATASETS"] / "nations", folder)
+    if rename is not None:
+        old, new = rename
+        for file in folder.glob("*.txt"):
+            file.write_text(file.read_text().replace(old, new))
+    return root
+
+
+def test_predict_with_another_datasets_checkpoint_names_the_mismatch(tmp_path, capsys):
+    trained_on = _external_copy(tmp_path / "a")
+    other = _external_copy(tmp_path / "b", rename=("brazil", "zzz_brasil"))
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "codex-s", "--data-root", str(trained_on), "--model", "cp",
+            "--rank", "3", "--epochs", "1", "--eval-every", "0", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    predict = ["predict", "--checkpoint", str(out), "--s", "usa", "--r", "embassy"]
+    assert main([*predict, "--data-root", str(trained_on)]) == 0
+    assert main([*predict, "--data-root", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "entity vocabulary differs" in err and "'brazil'" in err, err
+    kg = load("codex-s", other)
+    with pytest.raises(CheckpointError, match="'brazil' in the checkpoint"):
+        Trainer.resume(out, kg, progress=False, log=lambda _: None)
+
+
+# --- --resume with options ----------------------------------------------------------------------------
+def test_resume_refuses_options_that_differ(run, tmp_path, capsys):
+    folder = copy_run(run, tmp_path)
+    base = ["train", "--resume", str(folder), "--quiet", "--epochs", "3"]
+    assert main([*base, "--lr", "0.5", "--model", "complex", "--dataset", "umls"]) == 2
+    err = capsys.readouterr().err
+    assert "--lr 0.5" in err and "--model complex" in err and "--dataset umls" in err, err
+    assert main([*base, "--lr", "0.01", "--model", "cp"]) == 0  # the checkpoint's own values
+
+
+def test_errors_are_library_errors():
+    assert issubclass(CheckpointError, CircuitKGError)
+    assert torch.isfinite(torch.tensor(1.0))  # keep torch imported for the fork test's children
