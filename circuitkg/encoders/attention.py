@@ -114,11 +114,3 @@ class RelationalAttention(NeighbourhoodEncoder):
         weighted = values.reshape(-1, k, w) * alpha.unsqueeze(-1)
         out = values.new_zeros(num_nodes, k, w).index_add_(0, centre, weighted)
         return out.reshape(num_nodes, k * w) if self.combine == "concat" else out.mean(1)
-
-    def spec(self) -> dict:
-        return {
-            **self._base_spec(),
-            "heads": self.heads,
-            "combine": self.combine,
-            "negative_slope": self.negative_slope,
-        }

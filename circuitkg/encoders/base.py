@@ -94,10 +94,6 @@ class GraphEncoder(nn.Module):
         clone._modules["features"] = new_features
         return clone
 
-    def spec(self) -> dict:
-        """The options :func:`make_encoder` rebuilds this encoder from (checkpoints)."""
-        raise NotImplementedError
-
 
 #: name -> factory ``(width, num_nodes, **options) -> GraphEncoder``
 ENCODERS: dict[str, Callable[..., GraphEncoder]] = {}

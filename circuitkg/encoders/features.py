@@ -40,10 +40,6 @@ class NodeFeatures(nn.Module):
             f"{type(self).__name__} has no positive initialisation; use random or lookup features"
         )
 
-    def spec(self) -> dict:
-        """What :func:`make_features` needs to rebuild these features (for checkpoints)."""
-        raise NotImplementedError
-
 
 class RandomFeatures(NodeFeatures):
     """``X = μ + σ ε`` with ``ε`` drawn from ``torch.Generator().manual_seed(seed)``: fixed, not
@@ -80,9 +76,6 @@ class RandomFeatures(NodeFeatures):
             self.mean[shift if shift is not None else slice(None)] = mean
             self.std.fill_(mean * noise)
 
-    def spec(self) -> dict:
-        return {"kind": "random", "seed": self.seed}
-
 
 class LookupFeatures(NodeFeatures):
     """A learned ``N x K`` feature table: transductive, since a new graph has no rows in it."""
@@ -112,9 +105,6 @@ class LookupFeatures(NodeFeatures):
             self.weight.copy_(mean * noise * torch.randn_like(self.weight))
             self.weight[:, shift if shift is not None else slice(None)] += mean
 
-    def spec(self) -> dict:
-        return {"kind": "lookup"}
-
 
 class GivenFeatures(NodeFeatures):
     """A fixed feature matrix supplied by the user (e.g. text encodings), one row per node."""
@@ -141,9 +131,6 @@ class GivenFeatures(NodeFeatures):
         if out.width != self.width:
             raise GraphError(f"the new features have width {out.width}, the model {self.width}")
         return out
-
-    def spec(self) -> dict:
-        return {"kind": "given", "num_nodes": int(self.values.shape[0])}
 
 
 FEATURE_KINDS = ("random", "lookup", "given")

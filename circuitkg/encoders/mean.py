@@ -159,15 +159,6 @@ class NeighbourhoodEncoder(GraphEncoder):
     def aggregate(self, x: Tensor, centre: Tensor, values: Tensor, num_nodes: int) -> Tensor:
         raise NotImplementedError
 
-    def _base_spec(self) -> dict:
-        return {
-            "features": self.features.spec()["kind"],
-            "feature_seed": getattr(self.features, "seed", 0),
-            "relation_width": self.relation_width,
-            "activation": self.activation,
-            "init_noise": self.init_noise,
-        }
-
 
 def scatter_mean(values: Tensor, index: Tensor, num_nodes: int) -> Tensor:
     """``out[v] = mean of values[index == v]`` (zero where there are none)."""
@@ -201,6 +192,3 @@ class Mean(NeighbourhoodEncoder):
 
     def aggregate(self, x: Tensor, centre: Tensor, values: Tensor, num_nodes: int) -> Tensor:
         return scatter_mean(values, centre, num_nodes)
-
-    def spec(self) -> dict:
-        return self._base_spec()

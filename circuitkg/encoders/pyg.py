@@ -47,8 +47,3 @@ class PyGEncoder(GraphEncoder):
             if self.activation is not None and i < len(self.convs) - 1:
                 x = self.activation(x)
         return x
-
-    def spec(self) -> dict:
-        raise NotImplementedError(
-            "a PyG encoder is user code: rebuild it and load the parameters into it"
-        )

@@ -177,21 +177,6 @@ class ReFactor(GraphEncoder):
         """The registry's factory: ``features`` is ``random``, ``lookup`` or a matrix."""
         return cls(make_features(features, num_nodes, width, feature_seed, feature_std), **options)
 
-    def spec(self) -> dict:
-        return {
-            "features": self.features.spec()["kind"],
-            "feature_seed": getattr(self.features, "seed", 0),
-            "layers": self.layers,
-            "step_size": self.step_size,
-            "global_term": self.global_term,
-            "gradient": self.gradient,
-            "subgraph_batch": self.subgraph_batch,
-            "memory_budget": self.memory_budget,
-            "seed": self.seed,
-            "objective": self.objective,
-            "preconditioner": self.preconditioner,
-        }
-
     # --- the regimes -------------------------------------------------------------------------------
     def encode(self, graph: Graph, decoder: DecoderObjective | None = None) -> Tensor:
         if self.layers is None:
