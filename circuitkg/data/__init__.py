@@ -2,10 +2,13 @@
 
 ``load("umls")`` returns a :class:`KnowledgeGraph` for a shipped or external benchmark;
 ``load_folder(path)`` reads any folder of ``train``/``valid``/``test`` triple files;
+``from_triples(triples)`` builds one from in-memory labelled triples and ``split(triples)`` divides
+triples keeping every entity and relation in train;
 ``load_inductive("fb237_v1")`` returns an :class:`InductiveSplit` (GraIL's inductive benchmarks);
 ``load_ookb("wn11", setting="head", size=1000)`` returns an :class:`OOKBSplit` (unseen entities).
 """
 
+from circuitkg.data.build import from_triples, split
 from circuitkg.data.inductive import (
     INDUCTIVE_DATASETS,
     SHIPPED_INDUCTIVE_DATASETS,
@@ -48,8 +51,10 @@ __all__ = [
     "UnknownNameError",
     "UnseenTriplesWarning",
     "available_datasets",
+    "from_triples",
     "load",
     "load_folder",
     "load_inductive",
     "load_ookb",
+    "split",
 ]

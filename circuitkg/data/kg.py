@@ -63,6 +63,15 @@ class KnowledgeGraph:
             if bool((lo < 0).any()) or any(int(h) >= b for h, b in zip(hi, bounds, strict=True)):
                 raise ValueError(f"split {split!r}: ids out of range")
 
+    @classmethod
+    def from_triples(cls, triples, name: str = "custom", splits=None, **options) -> KnowledgeGraph:
+        """A knowledge graph from labelled triples (a list of ``(h, r, t)`` strings, a numpy
+        array, a pandas DataFrame, or a dict of such per split): see
+        :func:`circuitkg.data.build.from_triples`, which takes the same arguments."""
+        from circuitkg.data.build import from_triples
+
+        return from_triples(triples, name=name, splits=splits, **options)
+
     @property
     def num_entities(self) -> int:
         return len(self.id_to_entity)
