@@ -58,6 +58,7 @@ def run(pair, layers, global_term, args):
         reg_weight=args.reg_weight, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
         eval_every=args.eval_every, patience=args.patience, seed=args.seed,
     )  # fmt: skip
+    ckg.train.initialise(model, config.init)  # the squared forms' positive start, as train() does
     trainer = Trainer(config, split.train, model=model, progress=False, log=print)
     epochs_run, stopped = 0, "epochs"
     for epoch in range(1, args.epochs + 1):

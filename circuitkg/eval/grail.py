@@ -25,13 +25,12 @@ from torch import Tensor
 
 from circuitkg.eval.ranking import (
     _COLUMNS,
-    _TIES,
     FilterIndex,
     RankingResult,
     ScoreAll,
     Tie,
     _check_scores,
-    _check_triples,
+    check_ranking_inputs,
     filtered_ranks,
 )
 
@@ -153,12 +152,7 @@ def evaluate_sampled_ranking(
     the inference graph's true triples. The negatives depend on ``seed`` only, not on
     ``batch_size``. Cost: 2 N / batch_size calls of ``score_all`` plus the sampling.
     """
-    _check_triples("triples", triples, num_entities)
-    _check_triples("known_triples", known_triples, num_entities)
-    if len(triples) == 0:
-        raise ValueError("no triples to rank")
-    if tie not in _TIES:
-        raise ValueError(f"tie must be one of {_TIES}, got {tie!r}")
+    check_ranking_inputs(triples, known_triples, num_entities, tie)
     if num_negatives < 0 or batch_size < 1 or any(k < 1 for k in ks):
         raise ValueError(
             f"num_negatives must be >= 0, batch_size and ks positive; got {num_negatives}, "

@@ -211,12 +211,7 @@ def evaluate_ranking(
     NaN scores raise ``ValueError``. Cost: N / batch_size calls of ``score_all`` per direction plus
     O(N num_entities) comparisons; memory O(batch_size num_entities) plus the filter index.
     """
-    _check_triples("triples", triples, num_entities)
-    _check_triples("known_triples", known_triples, num_entities)
-    if len(triples) == 0:
-        raise ValueError("no triples to rank")
-    if tie not in _TIES:
-        raise ValueError(f"tie must be one of {_TIES}, got {tie!r}")
+    check_ranking_inputs(triples, known_triples, num_entities, tie)
     if not directions or len(set(directions)) != len(directions) or set(directions) - {"o", "s"}:
         raise ValueError(f"directions must be distinct values among 'o', 's', got {directions!r}")
     if batch_size < 1 or any(k < 1 for k in ks):
@@ -238,6 +233,19 @@ def evaluate_ranking(
                 parts.append(filtered_ranks(scores, answers, rows, cols, tie).cpu())
             ranks[direction] = torch.cat(parts)
     return RankingResult(ranks=ranks, ks=tuple(ks), tie=tie)
+
+
+def check_ranking_inputs(
+    triples: Tensor, known_triples: Tensor, num_entities: int, tie: str
+) -> None:
+    """Raise ``ValueError`` unless ``triples`` (non-empty) and ``known_triples`` are ``(N, 3)`` id
+    tensors within ``num_entities`` and ``tie`` is a known tie policy."""
+    _check_triples("triples", triples, num_entities)
+    _check_triples("known_triples", known_triples, num_entities)
+    if len(triples) == 0:
+        raise ValueError("no triples to rank")
+    if tie not in _TIES:
+        raise ValueError(f"tie must be one of {_TIES}, got {tie!r}")
 
 
 def _check_triples(name: str, triples: Tensor, num_entities: int) -> None:
