@@ -31,6 +31,7 @@ from torch import Tensor
 _state = threading.local()
 #: reductions whose largest entry falls outside this range are redone on prescaled tables
 SAFE_RANGE = (1e-30, 1e30)
+_LOG_SAFE = (math.log(SAFE_RANGE[0]), math.log(SAFE_RANGE[1]))
 T = TypeVar("T")
 
 
@@ -64,6 +65,18 @@ def all_finite(x: Tensor) -> bool:
     """No NaN or infinity in ``x``. One sum first (``isfinite(x).all()`` is 15x slower on CPU);
     the exact check only when the sum is not finite (overflow of a finite sum, or a true one)."""
     return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
+
+
+def log_in_range(log_values: Tensor) -> bool:
+    """Every entry of ``log_values`` (logs of linear-space results) lies strictly inside
+    ``log SAFE_RANGE``: no NaN, no infinity, and no value so small that float32 underflow
+    (subnormals) may have cost it precision on the way, nor so large that it nearly overflowed.
+
+    The check of :func:`robustly`'s unscaled attempt of Gram-based (squared) masses: a finite
+    result is not enough, as a product of Grams at parameter scale 1e-8 is a float32 subnormal,
+    finite but 0.04 nats off."""
+    low, high = (v.item() for v in torch.aminmax(log_values.detach()))
+    return _LOG_SAFE[0] < low and high < _LOG_SAFE[1]  # False for NaN
 
 
 def row_norms_in_range(norms: Tensor, width: int) -> bool:

@@ -43,8 +43,10 @@ from circuitkg.executor.semirings import LinearSemiring, LogSemiring, PlainSemir
 from circuitkg.ir.circuit import Circuit
 from circuitkg.numerics import (
     Scaled,
+    abs_max,
     all_finite,
     is_unscaled,
+    log_in_range,
     robustly,
     row_norms_in_range,
     scaled_sum,
@@ -139,7 +141,7 @@ class CompiledCircuit(nn.Module):
             lambda: (
                 PairEvaluator(self.plan, evidence, self.grams.query()).root().log_abs().reshape(())
             ),
-            all_finite,
+            log_in_range,  # finite is not enough: a subnormal Z is finite but imprecise
         )
 
     def log_prob(self, x: Tensor) -> Tensor:
@@ -244,7 +246,10 @@ class CompiledCircuit(nn.Module):
         """``log Σ_{unobserved} φ`` (monotone) or ``log Σ_{unobserved} φ²`` (squared)."""
         if self.form == "monotone":
             return self._log_unnormalised_plan(evidence)
-        return robustly(lambda: self._log_unnormalised_plan(evidence), all_finite)
+        # Σ φ² from Grams: see log_in_range; full assignments (2 log|φ|): φ itself in range
+        integrated = any(is_integrated(i) for i in evidence.values())
+        check = log_in_range if integrated else _phi_in_range
+        return robustly(lambda: self._log_unnormalised_plan(evidence), check)
 
     def _log_unnormalised_plan(self, evidence: Evidence) -> Tensor:
         missing = [v for v, i in evidence.items() if is_integrated(i)]
@@ -315,9 +320,10 @@ class CompiledCircuit(nn.Module):
     def _log_conditional_chunk(self, target: str, evidence: Evidence, batch: int) -> Tensor:
         others_missing = [v for v, i in evidence.items() if is_integrated(i) and v != target]
         if others_missing and self.form == "squared":
-            return robustly(
-                lambda: self._enumerated_conditional(target, evidence, batch), _finite_rows
+            log_mass = robustly(
+                lambda: self._enumerated_log_mass(target, evidence, batch), _row_max_in_range
             )
+            return log_mass - torch.logsumexp(log_mass, dim=1, keepdim=True)
         if self.form == "squared" and not torch.is_grad_enabled():
             # log(φ² / Σ φ²) = 2 (log|φ| - log‖φ‖): a row norm instead of a logsumexp, in place
             phi, norm = self._target_contraction(target, evidence, batch)
@@ -328,8 +334,9 @@ class CompiledCircuit(nn.Module):
             return torch.log_softmax(values, dim=1)
         return values - torch.logsumexp(values, dim=1, keepdim=True)
 
-    def _enumerated_conditional(self, target: str, evidence: Evidence, batch: int) -> Tensor:
-        """Squared circuits with other variables summed out: ``log p(x | e)`` for every ``x``.
+    def _enumerated_log_mass(self, target: str, evidence: Evidence, batch: int) -> Tensor:
+        """Squared circuits with other variables summed out: ``log Σ_rest φ(x, rest, e)²`` for
+        every ``x`` (``log p(x | e)`` up to a constant per row).
 
         One pair-mode pass with the target's input pairs as leaves, one backward pass for
         ``Q = ∂root/∂P`` (:meth:`PairEvaluator.target_adjoint`), then ``T[x] Q T[x]ᵀ`` for all ``x``:
@@ -339,9 +346,24 @@ class CompiledCircuit(nn.Module):
             self.plan, evidence, self.grams.query(), target=target, batch=batch
         )
         _, pairs = evaluator.target_adjoint()
-        mass = sum(_quadratic_rows(a.table, q, b.table) for a, b, q in pairs)
-        log_mass = torch.log(mass.clamp_min(0))
-        return log_mass - torch.logsumexp(log_mass, dim=1, keepdim=True)
+        if is_unscaled():
+            mass = sum(
+                _quadratic_rows(a.table, g * torch.exp(f).reshape(-1, 1, 1), b.table)
+                for a, b, g, f in pairs
+            )
+            return torch.log(mass.clamp_min(0))
+        # scaled: each term T_a[x] Q T_b[x]ᵀ on unit-max tables and Q, its scale kept as a log
+        terms = []
+        for a, b, q, factor in pairs:
+            ma, mb = a.table.abs_max(), b.table.abs_max()
+            mq = abs_max(q.detach().reshape(q.shape[0], -1), dim=1)
+            mq = mq.clamp_min(torch.finfo(q.dtype).tiny).reshape(-1, 1, 1)
+            value = _quadratic_rows(a.table, q / mq, b.table, scales=(ma, mb))
+            log_scale = factor + torch.log(mq).reshape(-1) + torch.log(ma) + torch.log(mb)
+            terms.append((value, log_scale.reshape(-1, 1)))
+        top = torch.stack([c for _, c in terms]).amax(dim=0)
+        mass = sum(value * torch.exp(c - top) for value, c in terms)
+        return torch.log(mass.clamp_min(0)) + top
 
     # --- evidence ------------------------------------------------------------------------------------
     def _require_normalised(self, what: str) -> None:
@@ -423,8 +445,9 @@ def _bilinear(qa: Scaled, gram: Scaled, qb: Scaled) -> Scaled:
     return Scaled(value, qa.log_scale + gram.log_scale + qb.log_scale).normalised()
 
 
-def _quadratic_rows(ta, q: Tensor, tb, budget: int = 2**24) -> Tensor:
-    """``(B, |X|)``: ``T_a[x] Q_b T_b[x]ᵀ`` for every value ``x``, chunked over values.
+def _quadratic_rows(ta, q: Tensor, tb, budget: int = 2**24, scales=None) -> Tensor:
+    """``(B, |X|)``: ``T_a[x] Q_b T_b[x]ᵀ`` for every value ``x``, chunked over values; with
+    ``scales = (m_a, m_b)`` of the tables divided by them.
 
     Views are folded into their base first (:meth:`~circuitkg.params.Table.fold`; ComplEx: ``Q``
     of ``4K x 4K`` becomes ``2K x 2K``), so the ``O(B |X| K_a K_b)`` part runs at the base width.
@@ -435,13 +458,21 @@ def _quadratic_rows(ta, q: Tensor, tb, budget: int = 2**24) -> Tensor:
     step = max(1, budget // max(1, batch * kb))
     out = []
     for ca, cb in zip(ta.chunks(step), tb.chunks(step), strict=True):
+        if scales is not None:
+            ca, cb = ca / scales[0], cb / scales[1]
         out.append(torch.einsum("xi,bij,xj->bx", ca, q, cb))
     return torch.cat(out, dim=1)
 
 
-def _finite_rows(x: Tensor) -> bool:
-    """Log-masses: no NaN or +inf, and every row has some finite entry (-inf marks zero mass)."""
-    return all_finite(x.amax(dim=-1))
+def _row_max_in_range(x: Tensor) -> bool:
+    """Log-masses ``(B, |X|)``: every row's largest entry in range (:func:`log_in_range`), so no
+    row overflowed, is NaN, or underflowed into float32 subnormals (zero mass rows rerun too)."""
+    return log_in_range(x.amax(dim=-1))
+
+
+def _phi_in_range(log_phi_squared: Tensor) -> bool:
+    """``2 log|φ|`` of full assignments: ``φ`` in range (:func:`log_in_range`)."""
+    return log_in_range(log_phi_squared / 2)
 
 
 def _batch_size(evidence: Evidence) -> int:

@@ -7,6 +7,11 @@ Grams across queries, keyed by the tables' :meth:`~circuitkg.params.Table.state_
 changes on every in-place update, so an optimiser step or ``load_state_dict`` invalidates the
 entry). With autograd on nothing is kept across queries, since a reused graph could not be
 backpropagated twice.
+
+Entries are also keyed on the numerics mode (:func:`~circuitkg.numerics.is_unscaled`): a Gram
+computed in :func:`~circuitkg.numerics.robustly`'s fast, unscaled attempt is not normalised, and
+reusing it in the scaled rerun made float32 log Z NaN at parameter scales >= 1e6 and -inf at
+<= 1e-10 under ``torch.no_grad()``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import torch
 from torch import Tensor
 
 from circuitkg.executor.blocks import BlockView
-from circuitkg.numerics import Scaled
+from circuitkg.numerics import Scaled, is_unscaled
 from circuitkg.params.tables import MAX_RUNS, Table, base_of, view_gram
 
 
@@ -23,7 +28,7 @@ class GramCache:
     """``gram(a, b)`` with per-query memoisation and, without autograd, reuse across queries."""
 
     def __init__(self) -> None:
-        self._kept: dict[tuple[int, int], tuple[tuple, Scaled]] = {}
+        self._kept: dict[tuple[int, int, bool], tuple[tuple, Scaled]] = {}
 
     def query(self) -> _QueryGrams:
         return _QueryGrams(self)
@@ -35,7 +40,7 @@ class GramCache:
 class _QueryGrams:
     def __init__(self, cache: GramCache) -> None:
         self.cache = cache
-        self.memo: dict[tuple[int, int], Scaled] = {}
+        self.memo: dict[tuple[int, int, bool], Scaled] = {}
 
     def gram_blocks(self, a: Table, b: Table, weights: Tensor | None = None) -> BlockView | None:
         """The (weighted) Gram of two views of one base table as a lazy grid of base-Gram slices,
@@ -58,7 +63,7 @@ class _QueryGrams:
         if (base_a is not a or base_b is not b) and base_a is base_b:
             # views of one table (ComplEx's S and O layouts): from the base Gram, computed once
             return view_gram(self.gram(base_a, base_b), a, b)
-        key = (id(a), id(b))
+        key = (id(a), id(b), is_unscaled())  # see the module docstring
         if key in self.memo:
             return self.memo[key]
         if not torch.is_grad_enabled():

@@ -89,14 +89,18 @@ class PairEvaluator:
             "squaring needs a structured-decomposable circuit"
         )
 
-    def target_adjoint(self) -> tuple[Scaled, list[tuple[InputLayer, InputLayer, Tensor]]]:
+    def target_adjoint(
+        self,
+    ) -> tuple[Scaled, list[tuple[InputLayer, InputLayer, Tensor, Tensor]]]:
         """The root and ``Q_ab = ∂root/∂P_ab`` for the target's input pairs ``(a, b)``.
 
         The root is linear in each ``P_ab = T_a[x] T_b[x]ᵀ`` (decomposability: every term of the
         squared circuit holds exactly one pair over the target), so
         ``Σ_rest φ(x, rest)² = Σ_ab T_a[x] Q_ab T_b[x]ᵀ`` for every ``x`` at once. The leaves hold
         the Gram matrices (so scaling sees realistic magnitudes); any value gives the same ``Q``.
-        Returned ``Q`` are in the root's scale: multiply by ``exp(root.log_scale - P.log_scale)``.
+        Returned as ``(a, b, G, log_factor)`` with ``Q_ab = G · exp(log_factor)`` (``log_factor =
+        root.log_scale - P.log_scale``, shape ``(B,)``): the factor alone overflows float32 at
+        large parameter scales, so it is kept as a log for the caller to apply in scaled form.
         """
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
@@ -107,8 +111,7 @@ class PairEvaluator:
             )
         out = []
         for (a, b, leaf), g in zip(self.placeholders.values(), grads, strict=True):
-            factor = torch.exp(root.log_scale - leaf.log_scale).reshape(-1, 1, 1)
-            out.append((a, b, g * factor))
+            out.append((a, b, g, (root.log_scale - leaf.log_scale).detach()))
         return root, out
 
     def _input_pair(self, a: InputLayer, b: InputLayer) -> Scaled | BlockView:
