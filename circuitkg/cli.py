@@ -151,6 +151,7 @@ def _train(args: argparse.Namespace) -> int:
         resumed = load_checkpoint(path).config
         _check_resume_options(args, resumed, path)
         kg, split = _load_data(resumed.dataset, args.data_root or resumed.data_root)
+        _check_test_split(kg, split)
         trainer = Trainer.resume(
             path, kg, epochs=args.epochs, out=args.out, progress=not args.quiet, log=log
         )
@@ -158,6 +159,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         config = _train_config(args)
         kg, split = _load_data(config.dataset, config.data_root)
+        _check_test_split(kg, split)
         if split is not None:
             _check_inductive(config)
         model = _build_model(args, config, kg, split)
@@ -187,6 +189,18 @@ def _train(args: argparse.Namespace) -> int:
         (result.out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False))
         print(f"checkpoints in {result.out}/best and {result.out}/last")
     return 0
+
+
+def _check_test_split(kg: KnowledgeGraph, split: InductiveSplit | None) -> None:
+    """``train`` reports test metrics at the end: a test split with nothing to rank (empty, or
+    every triple dropped for names absent from train) is an error before training, not after."""
+    graphs = [kg] + ([split.inference] if split is not None else [])
+    for graph in graphs:
+        if "test" not in graph.splits or len(graph.split("test")) == 0:
+            raise UsageError(
+                f"the test split of {graph.name!r} has no triple to rank (it is empty, or every "
+                "test triple has a name absent from train); fix the data before training"
+            )
 
 
 #: train options that --resume takes (the rest are the checkpoint's: see _check_resume_options)

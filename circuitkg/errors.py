@@ -31,3 +31,7 @@ class UnsupportedHookError(CircuitKGError, TypeError):
         return cls(
             f"{name} does not implement {hook}(), which {needed_by} needs: override it{where}"
         )
+
+
+class ModelSpecError(CircuitKGError, ValueError):
+    """A model is asked for by an unknown name, or with sizes that are not positive integers."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import operator
 
 from circuitkg.compilers.encoded import rebind
 from torch import nn
 
-from circuitkg.errors import EvidenceError, FormError
+from circuitkg.errors import EvidenceError, FormError, ModelSpecError
 from circuitkg.ir import Circuit, InputLayer, ProductLayer, SumLayer
 from circuitkg.params import FixedWeight, FreeTable, PositiveTable, Table, Weight
 from circuitkg.params.kronecker import kronecker_like
@@ -69,8 +70,16 @@ class KGEModel(nn.Module):
                 f"{type(self).__name__} has no {form!r} form; it has {list(self.forms)}"
                 + (f" ({self.form_note})" if getattr(self, "form_note", "") else "")
             )
-        if num_entities < 1 or num_relations < 1 or rank < 1:
-            raise ValueError("num_entities, num_relations and rank must be positive")
+        sizes = {"num_entities": num_entities, "num_relations": num_relations, "rank": rank}
+        for key, value in sizes.items():
+            try:
+                whole = not isinstance(value, bool) and operator.index(value) >= 1
+            except TypeError:
+                whole = False
+            if not whole:
+                raise ModelSpecError(
+                    f"{type(self).__name__}: {key} must be a positive integer, got {value!r}"
+                )
         self.num_entities, self.num_relations, self.rank = (
             int(num_entities),
             int(num_relations),

@@ -15,6 +15,7 @@ from circuitkg.compilers.tucker import TuckER
 
 from circuitkg.data.kg import KnowledgeGraph
 from circuitkg.encoders import Graph, GraphError
+from circuitkg.errors import ModelSpecError
 
 MODELS: dict[str, type[KGEModel]] = {
     "cp": CP,
@@ -47,9 +48,11 @@ def create_model(
     :data:`~circuitkg.encoders.ENCODERS`) computes the entity tables from ``graph`` instead
     (:func:`~circuitkg.compilers.encoded.attach_encoder`, with ``encoder_options``).
     """
+    if not isinstance(name, str):
+        raise ModelSpecError(f"a model name must be a string, got {name!r}")
     key = name.lower().replace("_", "-")
     if key not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known models: {sorted(MODELS)}")
+        raise ModelSpecError(f"unknown model {name!r}; known models: {sorted(MODELS)}")
     model = MODELS[key](num_entities, num_relations, rank, form=form, **kwargs)
     if kronecker is not None:
         model.with_kronecker(kronecker)

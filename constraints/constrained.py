@@ -197,6 +197,8 @@ class ConstrainedCircuit(nn.Module):
             raise EvidenceError(
                 f"unknown target {target!r}; the variables are {list(KG_VARIABLES)}"
             )
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise EvidenceError(f"k must be a positive integer, got {k!r}")
         ids = {v: self._resolve(v, x) for v, x in given.items()}
         with torch.no_grad():
             probs = self.log_conditional(target, **ids)[0].exp()
@@ -222,7 +224,10 @@ class ConstrainedCircuit(nn.Module):
         """
         from circuitkg.sampling import sample
 
-        return sample(self, num_samples, given=dict(given or {}), generator=generator)
+        given = {
+            v: self._resolve(v, x) if isinstance(x, str) else x for v, x in (given or {}).items()
+        }
+        return sample(self, num_samples, given=given, generator=generator)
 
     # --- plans -------------------------------------------------------------------------------------
     def _log_mass(self, ev: dict[str, Tensor | None], batch: int) -> Tensor:

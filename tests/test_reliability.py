@@ -242,3 +242,126 @@ def test_resume_refuses_options_that_differ(run, tmp_path, capsys):
 def test_errors_are_library_errors():
     assert issubclass(CheckpointError, CircuitKGError)
     assert torch.isfinite(torch.tensor(1.0))  # keep torch imported for the fork test's children
+
+
+# --- bad input ---------------------------------------------------------------------------------------
+from circuitkg.data import (  # noqa: E402
+    DataFormatError,
+    DuplicateTriplesWarning,
+    HeaderLineWarning,
+    load_folder,
+)
+
+
+def _folder(root, train, valid="a\tr\tb\n", test="a\tr\tb\n", suffix=".txt"):
+    root.mkdir(parents=True, exist_ok=True)
+    for split, text in (("train", train), ("valid", valid), ("test", test)):
+        data = text if isinstance(text, bytes) else text.encode()
+        (root / f"train{suffix}" if split == "train" else root / f"{split}.txt").write_bytes(data)
+    return root
+
+
+TOY = "a\tr\tb\nb\tr\tc\nc\ts\ta\n"
+
+
+def test_truncated_or_fake_gzip_names_the_file(tmp_path):
+    import gzip
+
+    data = gzip.compress(TOY.encode())
+    folder = _folder(tmp_path / "trunc", data[:-8], suffix=".txt.gz")
+    with pytest.raises(DataFormatError, match=r"train\.txt\.gz: not a complete gzip file"):
+        load_folder(folder)
+    folder = _folder(tmp_path / "fake", TOY, suffix=".txt.gz")
+    with pytest.raises(DataFormatError, match=r"train\.txt\.gz: not a complete gzip file"):
+        load_folder(folder)
+
+
+def test_non_utf8_is_reported_by_line(tmp_path):
+    folder = _folder(tmp_path / "f", b"a\tr\tb\nb\tr\tc\nc\ts\t\xff\n")
+    with pytest.raises(DataFormatError, match=r"train\.txt:3: not UTF-8 text \(byte 0xff"):
+        load_folder(folder)
+
+
+def test_empty_train_is_an_error_before_any_model(tmp_path):
+    with pytest.raises(DataFormatError, match=r"train\.txt: the train split holds no triples"):
+        load_folder(_folder(tmp_path / "f", "\n"))
+
+
+def test_header_line_is_skipped_with_a_warning(tmp_path):
+    folder = _folder(
+        tmp_path / "f", "head\trelation\ttail\n" + TOY, test="head\trelation\ttail\na\tr\tc\n"
+    )
+    with pytest.warns(HeaderLineWarning, match=r"train\.txt:1: skipped"):
+        kg = load_folder(folder)
+    assert "head" not in kg.entity_to_id and len(kg.train) == 3 and len(kg.test) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kept = load_folder(folder, header=False)
+    assert "head" in kept.entity_to_id and len(kept.train) == 4
+
+
+def test_duplicate_triples_are_counted(tmp_path):
+    folder = _folder(tmp_path / "f", TOY + "a\tr\tb\na\tr\tb\n")
+    with pytest.warns(DuplicateTriplesWarning, match=r"train: 2 of 5"):
+        kg = load_folder(folder)
+    assert len(kg.train) == 5
+
+
+def test_test_split_with_nothing_to_rank_fails_before_training(tmp_path, capsys):
+    root = tmp_path / "root"
+    _folder(root / "codex-s", TOY * 3, test="x\tr\ty\n")
+    args = ["train", "--dataset", "codex-s", "--data-root", str(root), "--model", "cp",
+            "--rank", "2", "--epochs", "1", "--out", str(tmp_path / "out"), "--quiet"]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(args) == 2
+    assert "no triple to rank" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # before training: no checkpoint written
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    import circuitkg as ckg
+
+    torch.manual_seed(0)
+    return ckg.compile(ckg.models.CP(6, 3, 2, form="squared"))
+
+
+def test_bad_query_arguments_are_library_errors(compiled):
+    from circuitkg.compilers import create_model
+
+    from circuitkg.errors import EvidenceError, ModelSpecError
+
+    with pytest.raises(EvidenceError, match="row 1 is all zero"):
+        compiled.log_conditional(
+            "o", s=torch.tensor([0, 1]), r=torch.tensor([[1.0, 0, 0], [0, 0, 0]])
+        )
+    with pytest.raises(EvidenceError, match=r"1-D tensor.*shape \(2, 1\)"):
+        compiled.log_conditional("o", s=torch.tensor([[0], [1]]), r=torch.tensor([0, 1]))
+    with pytest.raises(EvidenceError, match="num_samples must be a whole number, got 2.5"):
+        compiled.sample(2.5)
+    with pytest.raises(EvidenceError, match="is the name 'alice'.*resolve_given"):
+        compiled.sample(3, given={"s": "alice"})
+    with pytest.raises(ModelSpecError, match="unknown model 'transh'"):
+        create_model("transh", 5, 2, 3)
+    for rank in (0, 2.5):
+        with pytest.raises(ModelSpecError, match=f"rank must be a positive integer, got {rank}"):
+            create_model("cp", 5, 2, rank)
+    assert main(["info", "--dataset", "nations", "--model", "cp", "--rank", "0"]) == 2
+
+
+def test_constrained_topk_and_sample_take_names():
+    from circuitkg.constraints import biomedical_kg, constrain
+
+    import circuitkg as ckg
+    from circuitkg.errors import EvidenceError
+
+    kg, schema = biomedical_kg(num_triples=200, seed=1)
+    torch.manual_seed(0)
+    model = ckg.models.CP(kg.num_entities, kg.num_relations, 2, form="squared")
+    circuit = constrain(ckg.compile(model), schema.bind(kg))
+    s, r = (kg.id_to_entity[int(kg.train[0, 0])], kg.id_to_relation[int(kg.train[0, 1])])
+    with pytest.raises(EvidenceError, match="k must be a positive integer, got -1"):
+        circuit.topk("o", k=-1, s=s, r=r)
+    draws = circuit.sample(5, given={"s": s}, generator=torch.Generator().manual_seed(0))
+    assert (draws[:, 0] == kg.entity_to_id[s]).all()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 import warnings
+import zlib
 from itertools import repeat
 from pathlib import Path
 from typing import Literal, NoReturn
@@ -24,6 +25,8 @@ __all__ = [
     "DATA_ENV_VAR",
     "EXTERNAL_DATASETS",
     "SHIPPED_DATASETS",
+    "DuplicateTriplesWarning",
+    "HeaderLineWarning",
     "UnseenTriplesWarning",
     "available_datasets",
     "load",
@@ -47,6 +50,14 @@ _PACKAGE_DATASETS = Path(__file__).resolve().parent / "datasets"
 _SHOWN_CHARS = 80  # how much of an offending line an error message quotes
 
 
+class HeaderLineWarning(UserWarning):
+    """A triple file's first line looks like a header and was skipped (``header="auto"``)."""
+
+
+class DuplicateTriplesWarning(UserWarning):
+    """A split holds the same triple more than once (kept; the warning gives the counts)."""
+
+
 class UnseenTriplesWarning(UserWarning):
     """Evaluation triples were dropped because a name in them does not occur in train."""
 
@@ -58,11 +69,20 @@ class _TripleFile:
         self.path = path
         data = path.read_bytes()
         if path.name.endswith(".gz"):
-            data = gzip.decompress(data)
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+                raise DataFormatError(
+                    f"{path}: not a complete gzip file ({type(err).__name__}: {err})"
+                ) from None
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as err:
-            raise DataFormatError(f"{path}: not UTF-8 text ({err})") from None
+            line = data.count(b"\n", 0, err.start) + 1
+            column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+            raise DataFormatError(
+                f"{path}:{line}: not UTF-8 text (byte {data[err.start]:#04x} at column {column})"
+            ) from None
         self._lines = text.replace("\r\n", "\n").split("\n")
         # Flat lists of strings only: no per-line containers, which would also wake the GC.
         lines = [line for line in self._lines if line and not line.isspace()]
@@ -72,6 +92,23 @@ class _TripleFile:
         if "" in fields or any(map(str.isspace, fields)):
             self._raise_malformed()
         self.heads, self.relations, self.tails = fields[0::3], fields[1::3], fields[2::3]
+        self.skipped_header = False
+
+    def looks_like_header(self, known: set[str] | None = None) -> bool:
+        """The first triple's three names occur in no other line of the file (nor in ``known``,
+        the train vocabulary, when given): a header such as ``head relation tail``."""
+        if len(self) < 2:
+            return False
+        first = (self.heads[0], self.relations[0], self.tails[0])
+        if known is not None and any(name in known for name in first):
+            return False
+        rest = set(self.heads[1:]).union(self.relations[1:], self.tails[1:])
+        return not any(name in rest for name in first)
+
+    def skip_header(self) -> None:
+        """Drop the first triple (a header line); line numbers stay those of the file."""
+        self.heads, self.relations, self.tails = self.heads[1:], self.relations[1:], self.tails[1:]
+        self.skipped_header = True
 
     def __len__(self) -> int:
         return len(self.heads)
@@ -79,7 +116,7 @@ class _TripleFile:
     def line_number(self, row: int) -> int:
         """The 1-based line number of the ``row``-th triple (O(lines); for error messages)."""
         nonblank = [i for i, line in enumerate(self._lines) if line and not line.isspace()]
-        return nonblank[row] + 1
+        return nonblank[row + int(self.skipped_header)] + 1
 
     def where(self, row: int) -> str:
         """``path:line: 'line text'`` for error messages."""
@@ -110,6 +147,7 @@ def load_folder(
     *,
     unseen: Literal["drop", "raise"] = "drop",
     name: str | None = None,
+    header: Literal["auto"] | bool = "auto",
 ) -> KnowledgeGraph:
     """Load the splits of a dataset folder into a :class:`KnowledgeGraph`.
 
@@ -121,10 +159,20 @@ def load_folder(
     A triple of another split with a name absent from train is dropped (``unseen="drop"``; one
     :class:`UnseenTriplesWarning` gives the count per split) or raises :class:`DataFormatError`
     naming the first such name and its line (``unseen="raise"``). Malformed lines always raise
-    :class:`DataFormatError` with file, line number and line. Cost: linear in the file sizes.
+    :class:`DataFormatError` with file, line number and line, as do a truncated or non-gzip
+    ``.gz`` file and bytes that are not UTF-8 (by line). An empty train split raises
+    :class:`DataFormatError`.
+
+    ``header``: with ``"auto"`` a first line whose three names occur nowhere else in its file (and,
+    for valid and test, not in train) is taken for a header such as ``head relation tail``, skipped,
+    and reported with a :class:`HeaderLineWarning`; ``True`` skips every file's first line,
+    ``False`` never skips. Triples present more than once in a split are kept and counted in one
+    :class:`DuplicateTriplesWarning`. Cost: linear in the file sizes (plus a sort per split).
     """
     if unseen not in ("drop", "raise"):
-        raise ValueError(f"unseen must be 'drop' or 'raise', got {unseen!r}")
+        raise DataFormatError(f"unseen must be 'drop' or 'raise', got {unseen!r}")
+    if header not in ("auto", True, False):
+        raise DataFormatError(f"header must be 'auto', True or False, got {header!r}")
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"dataset folder {folder} does not exist")
@@ -134,6 +182,11 @@ def load_folder(
             files[split] = file
 
     train = _TripleFile(files.pop("train"))
+    _header(train, header, None)
+    if len(train) == 0:
+        raise DataFormatError(
+            f"{train.path}: the train split holds no triples (the vocabularies come from it)"
+        )
     entities = sorted(set(train.heads).union(train.tails))
     relations = sorted(set(train.relations))
     entity_to_id = {e: i for i, e in enumerate(entities)}
@@ -141,8 +194,10 @@ def load_folder(
 
     splits = {"train": _encode(train, entity_to_id, relation_to_id)}
     dropped: dict[str, str] = {}
+    known = set(entity_to_id).union(relation_to_id)
     for split, split_path in files.items():
         file = _TripleFile(split_path)
+        _header(file, header, known)
         triples = _encode(file, entity_to_id, relation_to_id)
         seen = (triples >= 0).all(dim=1)
         if not bool(seen.all()):
@@ -158,6 +213,7 @@ def load_folder(
             UnseenTriplesWarning,
             stacklevel=2,
         )
+    _warn_duplicates(folder, splits)
     return KnowledgeGraph(
         name=name if name is not None else folder.name,
         entity_to_id=entity_to_id,
@@ -166,6 +222,37 @@ def load_folder(
         id_to_relation=relations,
         splits=splits,
     )
+
+
+def _header(file: _TripleFile, header: Literal["auto"] | bool, known: set[str] | None) -> None:
+    """Skip ``file``'s header line as ``header`` says (see :func:`load_folder`)."""
+    if header is True and len(file):
+        file.skip_header()
+    elif header == "auto" and file.looks_like_header(known):
+        first = (file.heads[0], file.relations[0], file.tails[0])
+        file.skip_header()
+        warnings.warn(
+            f"{file.path}:1: skipped {first} as a header line (its names occur nowhere else); "
+            "pass header=False to load it as a triple",
+            HeaderLineWarning,
+            stacklevel=3,
+        )
+
+
+def _warn_duplicates(folder: Path, splits: dict[str, torch.Tensor]) -> None:
+    counts = {}
+    for split, triples in splits.items():
+        if len(triples) > 1:
+            extra = len(triples) - len(torch.unique(triples, dim=0))
+            if extra:
+                counts[split] = extra
+    if counts:
+        shown = ", ".join(f"{s}: {n} of {len(splits[s])}" for s, n in counts.items())
+        warnings.warn(
+            f"{folder}: duplicate triples (repeats beyond the first, kept) in {shown}",
+            DuplicateTriplesWarning,
+            stacklevel=3,
+        )
 
 
 def load(

@@ -426,7 +426,23 @@ class CompiledCircuit(nn.Module):
             low, high = torch.aminmax(weights)  # one pass; NaN fails both comparisons
             if not bool((low >= 0) & (high < torch.inf)):
                 raise EvidenceError(f"weights for variable {var!r} must be finite and non-negative")
+            if weights.numel() and bool((high == 0) | (weights.amax(dim=1) == 0).any()):
+                row = int((weights.amax(dim=1) == 0).nonzero()[0, 0])
+                raise EvidenceError(
+                    f"weights for variable {var!r}: row {row} is all zero (evidence of mass 0, "
+                    "which no query can condition on)"
+                )
             return weights.to(self.dtype)
+        if value.dtype == torch.bool or value.is_complex():
+            raise EvidenceError(
+                f"values of variable {var!r} must be integer ids (or float weight rows), got "
+                f"{value.dtype}"
+            )
+        if value.ndim > 1:
+            raise EvidenceError(
+                f"ids of variable {var!r} must be a scalar or a 1-D tensor (B,), got shape "
+                f"{tuple(value.shape)}; float weight rows (B, {size}) sum over values instead"
+            )
         idx = value if value.dtype == torch.long and value.ndim == 1 else value.long().reshape(-1)
         if idx.numel() and not 0 <= idx.min().item() <= idx.max().item() < size:
             bad = idx[(idx < 0) | (idx >= size)][0].item()

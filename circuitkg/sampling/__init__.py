@@ -14,10 +14,12 @@ seed gives the same samples on either device up to floating-point ties. Memory i
 
 from __future__ import annotations
 
+import operator
+
 import torch
 from torch import Tensor
 
-from circuitkg.errors import FormError
+from circuitkg.errors import EvidenceError, FormError
 from circuitkg.executor import CompiledCircuit
 from circuitkg.sampling.ancestral import sample_monotone
 from circuitkg.sampling.categorical import MAX_ENTRIES, draw, normalise_given
@@ -44,9 +46,15 @@ def sample(
             "sampling needs a normalised circuit, but this one is in 'score' form (unnormalised); "
             "compile the model with form='squared' or form='monotone'"
         )
+    try:
+        if isinstance(num_samples, bool):
+            raise TypeError
+        num_samples = operator.index(num_samples)  # ints (and numpy/torch integers) only
+    except TypeError:
+        raise EvidenceError(f"num_samples must be a whole number, got {num_samples!r}") from None
     num_samples = int(num_samples)
     if num_samples < 0:
-        raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+        raise EvidenceError(f"num_samples must be >= 0, got {num_samples}")
     evidence = normalise_given(
         compiled.variables, compiled.domains, given, num_samples, compiled.device
     )

@@ -65,7 +65,23 @@ def normalise_given(
     for var, value in (given or {}).items():
         if var not in domains:
             raise EvidenceError(f"unknown variable {var!r}; the circuit has {variables}")
-        idx = torch.as_tensor(value, device=device)
+        if isinstance(value, str):
+            raise EvidenceError(
+                f"given value of {var!r} is the name {value!r}; this circuit knows ids only: "
+                "resolve names with circuitkg.sampling.io.resolve_given(kg, given), or sample "
+                "through a schema-constrained circuit, which takes names"
+            )
+        try:
+            idx = torch.as_tensor(value, device=device)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise EvidenceError(
+                f"given value of {var!r} must be integer ids, got {value!r} ({err})"
+            ) from None
+        if idx.dtype == torch.bool or idx.ndim > 1:
+            raise EvidenceError(
+                f"given value of {var!r} must be an int or a 1-D long tensor, got "
+                f"{idx.dtype} of shape {tuple(idx.shape)}"
+            )
         if idx.is_floating_point():
             raise EvidenceError(
                 f"given value of {var!r} must be integer ids, got {idx.dtype} "
