@@ -25,6 +25,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from pathlib import Path
 
 from circuitkg.constraints.schema import (
@@ -161,11 +162,19 @@ def _read(path: PathLike) -> str:
     path = Path(path)
     data = path.read_bytes()
     if path.name.endswith(".gz"):
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+            raise SchemaFormatError(
+                f"{path}: not a complete gzip file ({type(err).__name__}: {err})"
+            ) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise SchemaFormatError(f"{path}:1: not UTF-8 text ({err})") from None
+        line = data.count(b"\n", 0, err.start) + 1
+        raise SchemaFormatError(
+            f"{path}:{line}: not UTF-8 text (byte {data[err.start]:#04x})"
+        ) from None
 
 
 def _write(path: PathLike, text: str) -> None:

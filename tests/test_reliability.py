@@ -365,3 +365,17 @@ def test_constrained_topk_and_sample_take_names():
         circuit.topk("o", k=-1, s=s, r=r)
     draws = circuit.sample(5, given={"s": s}, generator=torch.Generator().manual_seed(0))
     assert (draws[:, 0] == kg.entity_to_id[s]).all()
+
+
+def test_truncated_schema_json_gz_names_the_file(tmp_path):
+    import gzip
+
+    from circuitkg.constraints import DomainSchema, SchemaFormatError
+
+    file = tmp_path / "schema.json.gz"
+    file.write_bytes(gzip.compress(b'{"entity_types": {}}')[:-6])
+    with pytest.raises(SchemaFormatError, match=r"schema\.json\.gz: not a complete gzip file"):
+        DomainSchema.from_json(file)
+    file.write_bytes(b"not gzip at all")
+    with pytest.raises(SchemaFormatError, match=r"schema\.json\.gz: not a complete gzip file"):
+        DomainSchema.from_json(file)
