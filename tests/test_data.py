@@ -58,6 +58,15 @@ def test_load_folder_round_trips_names(tmp_path, suffix):
     assert kg.known_triples().shape == (5, 3)
 
 
+def test_ids_are_sorted_independent_of_triple_order(tmp_path):
+    """The toy triples above come sorted already; reversed, the ids must not change."""
+    shuffled = "".join(reversed(TRAIN.splitlines(keepends=True)))
+    assert shuffled.startswith("c\thates\ta")
+    kg = load_folder(write_folder(tmp_path / "toy", train=shuffled))
+    assert kg.id_to_entity == ["a", "b", "c"] and kg.id_to_relation == ["hates", "likes"]
+    assert names(kg, "train") == [("c", "hates", "a"), ("b", "likes", "c"), ("a", "likes", "b")]
+
+
 def test_crlf_and_blank_lines_are_tolerated(tmp_path):
     train = "\r\n" + TRAIN.replace("\n", "\r\n") + "\n   \n\t\n"
     kg = load_folder(write_folder(tmp_path / "toy", train=train))
