@@ -52,6 +52,7 @@ def run(pair, layers, global_term, args):
         "distmult", split.train, rank=args.rank, form=args.form, encoder="refactor",
         layers=layers, global_term=global_term, objective=args.layer_objective,
         subgraph_batch=args.subgraph_batch, preconditioner=args.preconditioner,
+        edge_dropout=args.edge_dropout,
     )  # fmt: skip
     config = TrainConfig(
         dataset=pair, model="distmult", form=args.form, rank=args.rank, objective=objective,
@@ -93,6 +94,7 @@ def run(pair, layers, global_term, args):
         "form": args.form, "objective": objective, "layer_objective": args.layer_objective,
         "lr": args.lr, "batch_size": args.batch_size, "reg_weight": args.reg_weight,
         "subgraph_batch": args.subgraph_batch, "preconditioner": args.preconditioner,
+        "edge_dropout": args.edge_dropout,
         "epochs_max": args.epochs,
         "epochs_run": epochs_run, "stopped": stopped, "best_epoch": trainer.state.best_epoch,
         "valid_mrr": trainer.state.best_metric,
@@ -136,6 +138,10 @@ def main(argv=None):
         default="none",
         help="ReFactor step: none (plain, η = N, the paper's) or degree",
     )
+    parser.add_argument(
+        "--edge-dropout", type=float, default=0.0,
+        help="share of edges dropped from each training step's layer",
+    )  # fmt: skip
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--max-minutes", type=float, default=3.0)

@@ -208,3 +208,26 @@ def test_relation_gradients_through_the_closed_form_equal_autograd(graph, rank, 
         assert torch.allclose(grads[0], grads[1], atol=1e-6)
     else:
         assert torch.isfinite(grads[0]).all()
+
+
+def test_edge_dropout_thins_training_layers_only():
+    edges = torch.tensor([[i % 6, i % 2, (i * 5 + 1) % 6] for i in range(40)])
+    graph = Graph.from_triples(edges, 6, 2)
+    model = distmult(graph, 3, layers=2, edge_dropout=0.5)
+    encoder, seen = model.encoded_table.encoder, []
+    original = encoder.layer
+
+    def recording(g, h, decoder):
+        seen.append(g.num_edges)
+        return original(g, h, decoder)
+
+    encoder.layer = recording
+    h = torch.randn(6, 3, dtype=torch.float64)
+    encoder.train_step(graph, h, model.encoded_table.decoder)
+    encoder.train_step(graph, h, model.encoded_table.decoder)
+    assert all(0 < n < 40 for n in seen) and len(set(seen)) >= 1
+    seen.clear()
+    encoder.encode(graph, model.encoded_table.decoder)
+    assert seen == [40, 40]
+    with pytest.raises(GraphError, match="edge_dropout"):
+        distmult(graph, 3, edge_dropout=1.0)

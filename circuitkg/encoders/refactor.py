@@ -30,6 +30,11 @@ the same ``g``): the encoder is then paper 000's, the output distribution the de
 layer has the closed form (fast); ``objective="decoder"`` (default) descends the decoder's own
 objective.
 
+**Edge dropout** (beyond the paper). The decoder is trained on the graph's own triples, which the
+layer also passes messages over, so a triple's score can read its own edge. ``edge_dropout = p``
+drops a random share ``p`` of the edges from each *training* step's layer (a seeded generator;
+inference uses the whole graph), the DropEdge remedy GNN link predictors use for this leakage.
+
 **Stochastic layer** (section 3, "we adopt a stochastic evaluation"). With ``subgraph_batch = b``
 the triples are split into batches of ``b`` (a fixed seeded permutation); each batch's softmax runs
 over the nodes of the subgraph it induces only, and the contributions are summed, normalised by
@@ -142,6 +147,7 @@ class ReFactor(GraphEncoder):
         seed: int = 0,
         objective: str = "decoder",
         preconditioner: str = "degree",
+        edge_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if layers is not None and layers < 1:
@@ -154,6 +160,8 @@ class ReFactor(GraphEncoder):
             raise GraphError(
                 f"unknown preconditioner {preconditioner!r}; choose one of {PRECONDITIONERS}"
             )
+        if not 0.0 <= edge_dropout < 1.0:
+            raise GraphError(f"edge_dropout must lie in [0, 1), got {edge_dropout}")
         if subgraph_batch is not None and subgraph_batch < 1:
             raise GraphError(f"subgraph_batch must be positive, got {subgraph_batch}")
         self.features = features
@@ -168,6 +176,8 @@ class ReFactor(GraphEncoder):
         self.seed = int(seed)
         self.objective = objective
         self.preconditioner = preconditioner
+        self.edge_dropout = float(edge_dropout)
+        self._dropout_generator = torch.Generator().manual_seed(self.seed)
 
     @classmethod
     def build(
@@ -192,7 +202,20 @@ class ReFactor(GraphEncoder):
     def train_step(
         self, graph: Graph, states: Tensor | None, decoder: DecoderObjective | None = None
     ) -> Tensor:
-        return self.layer(graph, self.features(graph) if states is None else states, decoder)
+        h = self.features(graph) if states is None else states
+        return self.layer(self._dropped(graph), h, decoder)
+
+    def _dropped(self, graph: Graph) -> Graph:
+        """``graph`` without a random ``edge_dropout`` share of its edges (training steps only)."""
+        if self.edge_dropout == 0.0:
+            return graph
+        keep = torch.rand(graph.num_edges, generator=self._dropout_generator) >= self.edge_dropout
+        if not bool(keep.any()):
+            return graph
+        edges = graph.edges[keep.to(graph.device)]
+        return Graph(
+            edges, graph.num_nodes, graph.num_relations, graph.node_names, graph.relation_names
+        )
 
     # --- one layer ---------------------------------------------------------------------------------
     def layer(self, graph: Graph, h: Tensor, decoder: DecoderObjective | None) -> Tensor:
