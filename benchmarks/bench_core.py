@@ -182,22 +182,26 @@ def bench(
     for what, (a, b) in checks.items():
         if abs(a - b) > 1e-3 * max(1.0, abs(b)):
             raise AssertionError(f"{model} n={n} K={K}: {what} disagrees: {a} vs {b}")
-    # and the same gradients, of log Z and of the mean log p
+    # and the same gradients, of log Z and of the mean log p, in float64: in float32, rounding in
+    # 1/phi at tiny phi alone moves the log p gradient by up to 2% (ComplEx, K = 1000)
+    k64 = ckg.models.create_model(model, n, m, K, form="squared").to(device)
+    k64.load_state_dict(kge.state_dict(), strict=False)
+    k64 = k64.double()
+    c64 = ckg.compile(k64)
+    p64 = {name: dict(k64.named_parameters())[f"{name}.weight"] for name in params}
+    f64 = floor_fns(model, p64)
     for what, ours_fn, ref_fn in (
-        ("grad log Z", c.log_partition, floor["log_z"]),
+        ("grad log Z", c64.log_partition, f64["log_z"]),
         (
             "grad log p",
-            lambda: c.log_prob(triples).mean(),
-            lambda: (2 * torch.log(floor["phi"](triples).abs()) - floor["log_z"]()).mean(),
+            lambda: c64.log_prob(triples).mean(),
+            lambda: (2 * torch.log(f64["phi"](triples).abs()) - f64["log_z"]()).mean(),
         ),
     ):
-        grads = []
-        for fn in (ours_fn, ref_fn):
-            grads.append(torch.autograd.grad(fn(), list(params.values())))
-        # relative 2-norm: entrywise, float32 rounding in 1/phi at tiny phi is amplified
+        grads = [torch.autograd.grad(fn(), list(p64.values())) for fn in (ours_fn, ref_fn)]
         for name, a, b in zip(params, *grads, strict=True):
             err = ((a - b).norm() / b.norm()).item()
-            if not err <= 1e-3:
+            if not err <= 1e-9:
                 raise AssertionError(
                     f"{model} n={n} K={K}: {what} ({name}) disagrees: relative error {err}"
                 )
