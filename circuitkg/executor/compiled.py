@@ -171,6 +171,7 @@ class CompiledCircuit(nn.Module):
         In ``score`` form this is ``log_softmax`` of the scores over the target's values.
         """
         evidence, batch = self._evidence(given, target=target)
+        _require_mass(evidence, target)
         return self._by_chunks(
             lambda chunk, n: self._log_conditional_chunk(target, chunk, n), evidence, batch
         )
@@ -197,6 +198,7 @@ class CompiledCircuit(nn.Module):
         the target's table, independent of ``|target|`` per query.
         """
         evidence, batch = self._evidence({**given, target: value})
+        _require_mass(evidence, target)
         if self.form == "score" or any(
             is_integrated(v) for k, v in evidence.items() if k != target
         ):
@@ -426,12 +428,6 @@ class CompiledCircuit(nn.Module):
             low, high = torch.aminmax(weights)  # one pass; NaN fails both comparisons
             if not bool((low >= 0) & (high < torch.inf)):
                 raise EvidenceError(f"weights for variable {var!r} must be finite and non-negative")
-            if weights.numel() and bool((high == 0) | (weights.amax(dim=1) == 0).any()):
-                row = int((weights.amax(dim=1) == 0).nonzero()[0, 0])
-                raise EvidenceError(
-                    f"weights for variable {var!r}: row {row} is all zero (evidence of mass 0, "
-                    "which no query can condition on)"
-                )
             return weights.to(self.dtype)
         if value.dtype == torch.bool or value.is_complex():
             raise EvidenceError(
@@ -478,6 +474,21 @@ def _quadratic_rows(ta, q: Tensor, tb, budget: int = 2**24, scales=None) -> Tens
             ca, cb = ca / scales[0], cb / scales[1]
         out.append(torch.einsum("xi,bij,xj->bx", ca, q, cb))
     return torch.cat(out, dim=1)
+
+
+def _require_mass(evidence: Evidence, target: str) -> None:
+    """A conditional on weighted evidence needs mass in every row: an all-zero weight row of a
+    given variable raises :class:`EvidenceError` (it gave a NaN row: 0 / 0)."""
+    for var, value in evidence.items():
+        if var == target or value is None or not value.is_floating_point() or not value.numel():
+            continue
+        empty = value.amax(dim=1) == 0
+        if bool(empty.any()):
+            row = int(empty.nonzero()[0, 0])
+            raise EvidenceError(
+                f"weights for variable {var!r}: row {row} is all zero (evidence of mass 0, "
+                "which a conditional cannot condition on)"
+            )
 
 
 def _row_max_in_range(x: Tensor) -> bool:
