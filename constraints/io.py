@@ -25,7 +25,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import zlib
 from pathlib import Path
 
 from circuitkg.constraints.schema import (
@@ -35,6 +34,8 @@ from circuitkg.constraints.schema import (
     Signature,
     _hint,
 )
+
+from circuitkg.data.text import read_text
 
 __all__ = ["read_json", "read_tsv", "write_json", "write_tsv"]
 
@@ -159,22 +160,7 @@ def write_json(schema: DomainSchema, path: PathLike) -> None:
 
 # --- helpers --------------------------------------------------------------------------------------
 def _read(path: PathLike) -> str:
-    path = Path(path)
-    data = path.read_bytes()
-    if path.name.endswith(".gz"):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
-            raise SchemaFormatError(
-                f"{path}: not a complete gzip file ({type(err).__name__}: {err})"
-            ) from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise SchemaFormatError(
-            f"{path}:{line}: not UTF-8 text (byte {data[err.start]:#04x})"
-        ) from None
+    return read_text(Path(path), SchemaFormatError)
 
 
 def _write(path: PathLike, text: str) -> None:

@@ -8,10 +8,8 @@ comprehensions and C-level ``map`` calls, so FB15k-237 (310k triples) loads in w
 
 from __future__ import annotations
 
-import gzip
 import os
 import warnings
-import zlib
 from itertools import repeat
 from pathlib import Path
 from typing import Literal, NoReturn
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 
 from circuitkg.data.kg import DataFormatError, KnowledgeGraph
+from circuitkg.data.text import read_text
 
 __all__ = [
     "DATA_ENV_VAR",
@@ -67,22 +66,7 @@ class _TripleFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        data = path.read_bytes()
-        if path.name.endswith(".gz"):
-            try:
-                data = gzip.decompress(data)
-            except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
-                raise DataFormatError(
-                    f"{path}: not a complete gzip file ({type(err).__name__}: {err})"
-                ) from None
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            line = data.count(b"\n", 0, err.start) + 1
-            column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-            raise DataFormatError(
-                f"{path}:{line}: not UTF-8 text (byte {data[err.start]:#04x} at column {column})"
-            ) from None
+        text = read_text(path)
         self._lines = text.replace("\r\n", "\n").split("\n")
         # Flat lists of strings only: no per-line containers, which would also wake the GC.
         lines = [line for line in self._lines if line and not line.isspace()]

@@ -24,7 +24,6 @@ aux edges, which is what lets an encoder with learned rows for seen entities
 
 from __future__ import annotations
 
-import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from torch import Tensor
 
 from circuitkg.data.kg import DataFormatError, KnowledgeGraph
 from circuitkg.data.loaders import DATA_ENV_VAR, SUFFIXES, _data_root, _shown
+from circuitkg.data.text import read_text
 
 __all__ = [
     "OOKB_DATASETS",
@@ -274,14 +274,7 @@ class _IntFile:
 
     def __init__(self, path: Path, fields: int) -> None:
         self.path = path
-        data = path.read_bytes()
-        if path.name.endswith(".gz"):
-            data = gzip.decompress(data)
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            raise DataFormatError(f"{path}: not UTF-8 text ({err})") from None
-        self.lines = text.replace("\r\n", "\n").split("\n")
+        self.lines = read_text(path).replace("\r\n", "\n").split("\n")
         rows, self.numbers = [], []
         for i, line in enumerate(self.lines):
             if not line or line.isspace():
@@ -330,10 +323,7 @@ def _read_vocab(folder: Path, kind: str) -> dict[int, str] | None:
     if not present:
         return None
     path = present[0]
-    data = path.read_bytes()
-    if path.name.endswith(".gz"):
-        data = gzip.decompress(data)
-    lines = data.decode("utf-8-sig").replace("\r\n", "\n").split("\n")
+    lines = read_text(path).replace("\r\n", "\n").split("\n")
     vocab: dict[int, str] = {}
     for i, line in enumerate(lines):
         if not line or line.isspace():
