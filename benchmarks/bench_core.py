@@ -33,23 +33,7 @@ import circuitkg as ckg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-class SelfGram(torch.autograd.Function):
-    """``X.T @ X`` whose backward is one matmul, ``X (g + g.T)`` (autograd's ``mm`` takes two)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        return x.T @ x
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
-        (x,) = ctx.saved_tensors
-        return x @ (g + g.T)
-
-
-def gram(x: torch.Tensor) -> torch.Tensor:
-    return SelfGram.apply(x)
+from floor_ops import gram  # noqa: E402
 
 
 def complex_log_z(ge: torch.Tensor, gw: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from floor_ops import gram
 
 import circuitkg as ckg
 from circuitkg.data.kg import KnowledgeGraph
@@ -52,24 +53,6 @@ from circuitkg.train.trainer import Trainer
 FB_TRAIN = 272_115
 REG = 1e-2
 LR = 1e-2
-
-
-class SelfGram(torch.autograd.Function):
-    """``X.T @ X`` whose backward is one matmul, ``X (g + g.T)``."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        return x.T @ x
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
-        (x,) = ctx.saved_tensors
-        return x @ (g + g.T)
-
-
-def gram(x: torch.Tensor) -> torch.Tensor:
-    return SelfGram.apply(x)
 
 
 def complex_coefficients(es, wr, eo):
