@@ -125,13 +125,11 @@ class FloorPLL:
 def synthetic_kg(n: int, m: int, triples: torch.Tensor) -> KnowledgeGraph:
     ents = [f"e{i}" for i in range(n)]
     rels = [f"r{i}" for i in range(m)]
-    return KnowledgeGraph(
-        name=f"random-{n}-{m}",
-        entity_to_id={e: i for i, e in enumerate(ents)},
-        id_to_entity=ents,
-        relation_to_id={r: i for i, r in enumerate(rels)},
-        id_to_relation=rels,
-        splits={"train": triples, "valid": triples[:10], "test": triples[:10]},
+    return KnowledgeGraph.from_vocabularies(
+        f"random-{n}-{m}",
+        ents,
+        rels,
+        {"train": triples, "valid": triples[:10], "test": triples[:10]},
     )
 
 

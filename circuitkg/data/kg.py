@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -71,6 +72,25 @@ class KnowledgeGraph:
         from circuitkg.data.build import from_triples
 
         return from_triples(triples, name=name, splits=splits, **options)
+
+    @classmethod
+    def from_vocabularies(
+        cls,
+        name: str,
+        entities: Sequence[str],
+        relations: Sequence[str],
+        splits: dict[str, torch.Tensor],
+    ) -> KnowledgeGraph:
+        """A knowledge graph whose ids are the positions of the names in ``entities`` and
+        ``relations`` (the ``*_to_id`` dicts are derived)."""
+        return cls(
+            name=name,
+            entity_to_id={e: i for i, e in enumerate(entities)},
+            id_to_entity=list(entities),
+            relation_to_id={r: i for i, r in enumerate(relations)},
+            id_to_relation=list(relations),
+            splits=splits,
+        )
 
     @property
     def num_entities(self) -> int:

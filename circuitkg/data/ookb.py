@@ -224,13 +224,11 @@ def load_ookb(
     num_seen = len(seen)
     seen_only = ~((dev_l.triples[:, [0, 2]] >= num_seen).any(1))
     seen_names = list(entity_names[:num_seen])
-    train_kg = KnowledgeGraph(
-        name=f"{key}-{setting}-{size}",
-        entity_to_id={e: i for i, e in enumerate(seen_names)},
-        id_to_entity=seen_names,
-        relation_to_id={r: i for i, r in enumerate(relations)},
-        id_to_relation=relations,
-        splits={
+    train_kg = KnowledgeGraph.from_vocabularies(
+        f"{key}-{setting}-{size}",
+        seen_names,
+        relations,
+        {
             "train": encode(train.values),
             "valid": dev_l.triples[seen_only & dev_l.labels],
             "test": torch.zeros(0, 3, dtype=torch.long),

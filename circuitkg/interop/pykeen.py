@@ -96,14 +96,7 @@ def from_triples_factory(
         ):
             raise ValueError(f"split {split!r}: its factory has other vocabularies than training's")
         splits[split] = factory.mapped_triples.to(torch.long).cpu().clone()
-    return KnowledgeGraph(
-        name=name,
-        entity_to_id={e: i for i, e in enumerate(entities)},
-        id_to_entity=entities,
-        relation_to_id={r: i for i, r in enumerate(relations)},
-        id_to_relation=relations,
-        splits=splits,
-    )
+    return KnowledgeGraph.from_vocabularies(name, entities, relations, splits)
 
 
 def from_dataset(dataset, name: str | None = None) -> KnowledgeGraph:
