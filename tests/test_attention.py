@@ -9,23 +9,7 @@ from hypothesis import strategies as st
 
 import circuitkg as ckg
 from circuitkg.encoders import Graph, GraphError, RelationalAttention
-from circuitkg.testing import assert_normalised
-
-
-@st.composite
-def graphs(draw, max_nodes: int = 6, max_relations: int = 3, max_edges: int = 12):
-    """Tiny graphs with self-loops, parallel edges and, sometimes, isolated nodes."""
-    n = draw(st.integers(2, max_nodes))
-    m = draw(st.integers(1, max_relations))
-    edges = draw(
-        st.lists(
-            st.tuples(st.integers(0, n - 1), st.integers(0, m - 1), st.integers(0, n - 1)),
-            min_size=1,
-            max_size=max_edges,
-        )
-    )
-    return Graph.from_triples(torch.tensor(edges), n + draw(st.integers(0, 2)), m)
-
+from circuitkg.testing import assert_normalised, tiny_graphs
 
 ENCODERS = [
     ("attention", {"heads": 1}),
@@ -79,7 +63,7 @@ def loop_encoder(encoder, graph, relation_rows):
 
 
 @settings(max_examples=25)
-@given(graphs(), st.sampled_from(ENCODERS), st.integers(0, 100))
+@given(tiny_graphs(), st.sampled_from(ENCODERS), st.integers(0, 100))
 def test_encoder_matches_a_per_node_loop(graph, encoder, seed):
     name, options = encoder
     model = model_for(graph, name, rank=6, seed=seed, **options)
@@ -90,7 +74,7 @@ def test_encoder_matches_a_per_node_loop(graph, encoder, seed):
 
 
 @settings(max_examples=30)
-@given(graphs(), st.integers(1, 3), st.integers(0, 100))
+@given(tiny_graphs(), st.integers(1, 3), st.integers(0, 100))
 def test_attention_weights_sum_to_one_over_each_neighbourhood(graph, heads, seed):
     model = model_for(graph, heads=heads, combine="mean", seed=seed)
     table = model.encoded_table
@@ -104,7 +88,7 @@ def test_attention_weights_sum_to_one_over_each_neighbourhood(graph, heads, seed
 
 
 @settings(max_examples=30)
-@given(graphs(), st.sampled_from(ENCODERS), st.randoms(use_true_random=False))
+@given(tiny_graphs(), st.sampled_from(ENCODERS), st.randoms(use_true_random=False))
 def test_invariant_to_the_order_of_neighbours(graph, encoder, rng):
     name, options = encoder
     model = model_for(graph, name, **options)

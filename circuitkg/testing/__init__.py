@@ -23,6 +23,7 @@ from circuitkg.testing.strategies import (
     model_forms,
     parameter_scales,
     rescale,
+    tiny_graphs,
     tiny_inductive_splits,
     tiny_kgs,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "model_forms",
     "parameter_scales",
     "rescale",
+    "tiny_graphs",
     "tiny_inductive_splits",
     "tiny_kgs",
 ]

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from circuitkg.compilers import MODELS, create_model
 from circuitkg.data import InductiveSplit, KnowledgeGraph
+from circuitkg.encoders import Graph
 from circuitkg.ir import Circuit, InputLayer, Layer, ProductLayer, SumLayer
 from circuitkg.params import FixedWeight, FreeTable, FreeWeight, PositiveTable, PositiveWeight
 
@@ -256,13 +257,11 @@ def _tiny_graph(draw, name: str, prefix: str, n: int, relations: list[str]) -> K
     )
     labels[0] = "test"
     names = [f"{prefix}{i}" for i in range(n)]
-    return KnowledgeGraph(
-        name=name,
-        entity_to_id={e: i for i, e in enumerate(names)},
-        id_to_entity=names,
-        relation_to_id={r: i for i, r in enumerate(relations)},
-        id_to_relation=relations,
-        splits={
+    return KnowledgeGraph.from_vocabularies(
+        name,
+        names,
+        relations,
+        {
             split: torch.tensor(
                 [t for t, label in zip(triples, labels, strict=True) if label == split],
                 dtype=torch.long,
@@ -270,6 +269,26 @@ def _tiny_graph(draw, name: str, prefix: str, n: int, relations: list[str]) -> K
             for split in ("train", "valid", "test")
         },
     )
+
+
+@st.composite
+def tiny_graphs(
+    draw, max_nodes: int = 6, max_relations: int = 3, max_edges: int = 12, max_isolated: int = 2
+) -> Graph:
+    """A tiny :class:`~circuitkg.encoders.Graph` for encoder tests: 1 to ``max_edges`` edges
+    among 2 to ``max_nodes`` nodes (self-loops, parallel edges and repeated (head, relation) pairs
+    occur), plus up to ``max_isolated`` nodes without edges."""
+    n = draw(st.integers(2, max_nodes))
+    m = draw(st.integers(1, max_relations))
+    edges = draw(
+        st.lists(
+            st.tuples(st.integers(0, n - 1), st.integers(0, m - 1), st.integers(0, n - 1)),
+            min_size=1,
+            max_size=max_edges,
+        )
+    )
+    isolated = draw(st.integers(0, max_isolated))
+    return Graph.from_triples(torch.tensor(edges), n + isolated, m)
 
 
 @st.composite
