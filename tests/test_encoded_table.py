@@ -149,7 +149,9 @@ def test_on_shares_the_relation_and_encoder_parameters():
     assert new.encoded_table.encoder is m.encoded_table.encoder
     assert new.encoded_table is not m.encoded_table
     with torch.no_grad():
-        assert ckg.compile(new).log_conditional("o", s=torch.tensor([0]), r=torch.tensor([1])).shape == (1, 2)
+        assert ckg.compile(new).log_conditional(
+            "o", s=torch.tensor([0]), r=torch.tensor([1])
+        ).shape == (1, 2)
 
 
 def test_on_refuses_what_it_cannot_serve():
