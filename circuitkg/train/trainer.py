@@ -23,6 +23,7 @@ checkpoint with that state is written (:func:`save_checkpoint` refuses non-finit
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -202,7 +203,9 @@ class Trainer:
     """Trains ``model`` on ``kg`` as ``config`` says (see the module docstring).
 
     ``out`` is the run folder for checkpoints (``None``: none written); ``progress`` shows a tqdm
-    bar with the running loss and triples/s; ``log`` receives one line per epoch.
+    bar with the running loss and triples/s when stderr is a terminal (elsewhere, in logs and
+    pipes, the bar's ``\r`` updates would flood the output: there only the per-epoch lines
+    appear); ``log`` receives one line per epoch.
     """
 
     def __init__(
@@ -333,7 +336,7 @@ class Trainer:
             unit="triple",
             unit_scale=True,
             leave=False,
-            disable=not self.progress,
+            disable=not (self.progress and _on_terminal()),
         )
         with bar:
             for i, index in enumerate(batches):
@@ -447,6 +450,12 @@ def _optimizer(config: TrainConfig, params: list[Tensor]) -> torch.optim.Optimiz
 
 def _clone(params: dict[str, Tensor]) -> dict[str, Tensor]:
     return {name: p.detach().clone() for name, p in params.items()}
+
+
+def _on_terminal() -> bool:
+    """True when stderr, where tqdm draws, is an interactive terminal."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def _describe(record: dict[str, float], epochs: int) -> str:
