@@ -206,7 +206,19 @@ def load(
     metrics = {}
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text(encoding="utf-8")).get("test", {})
-    return PipelineResult(model, compiled, kg, config, ckpt.state, metrics, dataset=reference)
+    state = ckpt.state
+    state.history = run_history(folder, state)
+    return PipelineResult(model, compiled, kg, config, state, metrics, dataset=reference)
+
+
+def run_history(path: str | os.PathLike[str], state: TrainState) -> list[dict[str, float]]:
+    """The per-epoch records of the run at ``path``: those of its ``last/`` checkpoint when it has
+    one (``circuitkg train --out`` writes ``best/`` when validation improves, before the epoch's
+    record is added, and keeps training after it), else ``state``'s."""
+    last = Path(path) / "last"
+    if (last / "config.json").is_file():
+        return load_checkpoint(last).state.history
+    return state.history
 
 
 def resolve_dataset(

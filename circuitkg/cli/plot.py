@@ -1,7 +1,8 @@
 """``circuitkg plot RUN_DIR``: PNG loss curves and a reliability diagram of a run.
 
-Writes ``loss.png`` (:func:`~circuitkg.eval.plots.plot_loss` of the checkpoint's history: training
-loss and validation MRR per epoch) and ``reliability.png``
+Writes ``loss.png`` (:func:`~circuitkg.eval.plots.plot_loss` of the run's history, from ``last/``
+when the folder has one: ``best/`` holds the history up to the best epoch only; training loss and
+validation MRR per epoch) and ``reliability.png``
 (:func:`~circuitkg.eval.plots.plot_reliability` of the split's triples against sampled
 corruptions, :func:`circuitkg.workflow.reliability`). matplotlib is imported only here.
 """
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from circuitkg.cli.common import load_for_queries
+from circuitkg.cli.common import UsageError, load_for_queries
 from circuitkg.eval.plots import plot_loss, plot_reliability
-from circuitkg.workflow import reliability
+from circuitkg.workflow import reliability, run_history
 
 
 def plot(args: argparse.Namespace) -> int:
@@ -26,7 +27,10 @@ def plot(args: argparse.Namespace) -> int:
     spec = loaded.checkpoint.spec
     title = f"{spec.name} ({spec.form}, rank {spec.rank}) on {loaded.kg.name}"
     paths = [out / "loss.png", out / "reliability.png"]
-    plot_loss(loaded.checkpoint.state, title=title).savefig(paths[0], dpi=120)
+    history = run_history(args.run_dir, loaded.checkpoint.state)
+    if not history:
+        raise UsageError(f"{args.run_dir}: the run has no trained epoch, so no loss to plot")
+    plot_loss(history, title=title).savefig(paths[0], dpi=120)
     with torch.no_grad():
         table = reliability(loaded.circuit, loaded.kg, args.split)
     plot_reliability(table, title=f"{title}, {args.split}").savefig(paths[1], dpi=120)
