@@ -51,6 +51,7 @@ from circuitkg.numerics import (
     row_norms_in_range,
     scaled_sum,
 )
+from circuitkg.params.tables import Table
 
 FORMS = ("score", "monotone", "squared")
 PLAIN = PlainSemiring()
@@ -276,14 +277,27 @@ class CompiledCircuit(nn.Module):
         return [(layer, Scaled.of(q)) for layer, q in coefs] if semiring is PLAIN else coefs
 
     def _quadratic_form(self, target: str, evidence: Evidence, batch: int) -> Tensor:
-        """``log Σ_x w[x] φ(x, e)²`` for the one summed-out variable: ``Σ_ll' q_lᵀ G_ll' q_l'``."""
+        """``log Σ_x w[x] φ(x, e)²`` for the one summed-out variable, at the bases' width.
+
+        With ``φ = Σ_l q_l · T_l[x]`` and each view folded into its base
+        (:meth:`~circuitkg.params.Table.fold`: ``q_l · T_l[x] = fold_l(q_l) · base[x]``), the sum is
+        ``Σ_ab c_aᵀ G_ab c_b`` over the distinct bases, ``c_a = Σ_{l reads a} fold_l(q_l)``. ComplEx's
+        four views of ``[Re | Im]`` give one ``2K``-wide form instead of sixteen ``K``-wide ones:
+        ``O(B (2K)²)`` after the Gram, as a hand-written step computes it.
+        """
         coefs = self._coefficients(target, evidence, batch)
+        by_base: dict[int, tuple[Table, list[Scaled]]] = {}
+        for layer, q in coefs:
+            base = layer.table.as_view()[0]
+            folded = Scaled(layer.table.fold(q.value, dim=1), q.log_scale)
+            by_base.setdefault(id(base), (base, []))[1].append(folded)
+        bases = [(base, scaled_sum(parts)) for base, parts in by_base.values()]
         grams = self.grams.query()
-        terms = []
-        for la, qa in coefs:
-            for lb, qb in coefs:
-                gram = grams.gram(la.table, lb.table, weights=evidence[target])
-                terms.append(_bilinear(qa, gram, qb))
+        terms = [
+            _bilinear(ca, grams.gram(ta, tb, weights=evidence[target]), cb)
+            for ta, ca in bases
+            for tb, cb in bases
+        ]
         return scaled_sum(terms).log_abs().expand(batch)
 
     def _target_values(self, target: str, evidence: Evidence, batch: int) -> Tensor:

@@ -12,9 +12,18 @@ Entries are also keyed on the numerics mode (:func:`~circuitkg.numerics.is_unsca
 computed in :func:`~circuitkg.numerics.robustly`'s fast, unscaled attempt is not normalised, and
 reusing it in the scaled rerun made float32 log Z NaN at parameter scales >= 1e6 and -inf at
 <= 1e-10 under ``torch.no_grad()``.
+
+Inside :func:`shared_within_step` every query of a cache shares one memo, autograd on or off: the
+queries of one training step (the three PLL terms, say) read each Gram once and backpropagate
+through it once, as a hand-written step does (DistMult's entity Gram served ``s`` and ``o``, and
+ComplEx's base Gram every view, but each term computed its own before).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import Tensor
@@ -23,15 +32,37 @@ from circuitkg.executor.blocks import BlockView
 from circuitkg.numerics import Scaled, is_unscaled
 from circuitkg.params.tables import MAX_RUNS, Table, base_of, view_gram
 
+#: per active step: ``id(cache) -> (cache, its shared memo)``; ``None`` outside a step
+_STEP_GRAMS: ContextVar[dict | None] = ContextVar("circuitkg_step_grams", default=None)
+
+
+@contextmanager
+def shared_within_step() -> Iterator[None]:
+    """Every :meth:`GramCache.query` inside shares its cache's one memo (module docstring).
+    Nested scopes share the outermost one's."""
+    if _STEP_GRAMS.get() is not None:
+        yield
+        return
+    token = _STEP_GRAMS.set({})
+    try:
+        yield
+    finally:
+        _STEP_GRAMS.reset(token)
+
 
 class GramCache:
     """``gram(a, b)`` with per-query memoisation and, without autograd, reuse across queries."""
 
     def __init__(self) -> None:
-        self._kept: dict[tuple[int, int, bool], tuple[tuple, Scaled]] = {}
+        self._kept: dict[tuple[int, int, bool, bool], tuple[tuple, Scaled]] = {}
 
     def query(self) -> _QueryGrams:
-        return _QueryGrams(self)
+        step = _STEP_GRAMS.get()
+        if step is None:
+            return _QueryGrams(self)
+        if id(self) not in step:
+            step[id(self)] = (self, _QueryGrams(self))  # holding self keeps its id unique
+        return step[id(self)][1]
 
     def clear(self) -> None:
         self._kept.clear()
@@ -40,7 +71,7 @@ class GramCache:
 class _QueryGrams:
     def __init__(self, cache: GramCache) -> None:
         self.cache = cache
-        self.memo: dict[tuple[int, int, bool], Scaled] = {}
+        self.memo: dict[tuple[int, int, bool, bool], Scaled] = {}
 
     def gram_blocks(self, a: Table, b: Table, weights: Tensor | None = None) -> BlockView | None:
         """The (weighted) Gram of two views of one base table as a lazy grid of base-Gram slices,
@@ -63,7 +94,7 @@ class _QueryGrams:
         if (base_a is not a or base_b is not b) and base_a is base_b:
             # views of one table (ComplEx's S and O layouts): from the base Gram, computed once
             return view_gram(self.gram(base_a, base_b), a, b)
-        key = (id(a), id(b), is_unscaled())  # see the module docstring
+        key = (id(a), id(b), is_unscaled(), torch.is_grad_enabled())  # see the module docstring
         if key in self.memo:
             return self.memo[key]
         if not torch.is_grad_enabled():

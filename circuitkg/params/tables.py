@@ -61,6 +61,7 @@ from torch import Tensor, nn
 
 from circuitkg.errors import UnsupportedHookError
 from circuitkg.numerics import SAFE_RANGE, Scaled, abs_max, is_unscaled
+from circuitkg.params.gather import gather
 
 DEFAULT_CHUNK = 16384
 #: column views with more contiguous runs than this are gathered, not copied run by run (a Python
@@ -420,7 +421,7 @@ class FreeTable(Table):
         self.weight = nn.Parameter(torch.randn(num_values, width) * init_std)
 
     def rows(self, index: Tensor) -> Tensor:
-        return self.weight[index]
+        return gather(self.weight, index)
 
     def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[Tensor]:
         if self.num_values <= chunk_size:
@@ -451,10 +452,10 @@ class PositiveTable(Table):
         self.log_weight = nn.Parameter(init_mean + torch.randn(num_values, width) * init_std)
 
     def rows(self, index: Tensor) -> Tensor:
-        return torch.exp(self.log_weight[index])
+        return gather(self.log_weight, index, torch.exp)
 
     def log_rows(self, index: Tensor) -> Tensor:
-        return self.log_weight[index]
+        return gather(self.log_weight, index)
 
     def abs_max(self) -> Tensor:
         return torch.exp(self.log_weight.detach().amax())

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from circuitkg.executor import CompiledCircuit
+from circuitkg.executor import CompiledCircuit, training_step
 
 #: ``objective(compiled, triples) -> scalar loss`` (lower is better)
 Objective = Callable[[CompiledCircuit, Tensor], Tensor]
@@ -45,23 +45,32 @@ def pll_loss(
 ) -> Tensor:
     """``-mean_b Σ_v w_v log p(v_b | rest_b)`` for ``v`` in ``(s, r, o)``; zero weights are skipped.
 
-    ``plan``: ``"auto"`` (module docstring), ``"observed"`` (always ``log_conditional_of``) or
-    ``"all"`` (always the all-values conditional).
+    ``plan``: ``"auto"`` (module docstring), ``"observed"`` (always the observed value's term) or
+    ``"all"`` (always the all-values conditional). In normalised forms the observed value's term is
+    ``log m(s, r, o) - log m(rest)`` with :meth:`~circuitkg.CompiledCircuit.log_mass`, the full
+    triple's ``log m = log φ²`` computed once for the three terms. The terms run in one
+    :func:`~circuitkg.executor.training_step`, so they share Grams and gathers.
     """
     if plan not in ("auto", "observed", "all"):
         raise ValueError(f"unknown plan {plan!r}; choose auto, observed or all")
+    columns = {v: triples[:, c] for v, c in _COLUMN.items()}
     total = None
-    for (target, column, given), weight in zip(_QUERIES, weights, strict=True):
-        if weight == 0:
-            continue
-        evidence = {v: triples[:, _COLUMN[v]] for v in given}
-        value = triples[:, column]
-        if plan == "all" or (plan == "auto" and _all_values_cheaper(compiled, target)):
-            rows = compiled.log_conditional(target, **evidence)
-            term = rows.gather(1, value.unsqueeze(1)).mean()
-        else:
-            term = compiled.log_conditional_of(target, value, **evidence).mean()
-        total = -weight * term if total is None else total - weight * term
+    full = None  # log φ(s, r, o)² (normalised forms), shared by the terms
+    with training_step():
+        for (target, _, given), weight in zip(_QUERIES, weights, strict=True):
+            if weight == 0:
+                continue
+            evidence = {v: columns[v] for v in given}
+            value = columns[target]
+            if plan == "all" or (plan == "auto" and _all_values_cheaper(compiled, target)):
+                rows = compiled.log_conditional(target, **evidence)
+                term = rows.gather(1, value.unsqueeze(1)).mean()
+            elif compiled.normalised:
+                full = compiled.log_mass(**columns) if full is None else full
+                term = (full - compiled.log_mass(**evidence)).mean()
+            else:
+                term = compiled.log_conditional_of(target, value, **evidence).mean()
+            total = -weight * term if total is None else total - weight * term
     if total is None:
         raise ValueError("all PLL weights are zero")
     return total
@@ -87,8 +96,9 @@ def one_vs_all_loss(
 ) -> Tensor:
     """Object-query loss plus subject-query loss, each averaged over the batch."""
     loss_fn = _loss_function(loss, alpha)
-    logits_o = compiled.log_conditional("o", s=triples[:, 0], r=triples[:, 1])
-    logits_s = compiled.log_conditional("s", r=triples[:, 1], o=triples[:, 2])
+    with training_step():
+        logits_o = compiled.log_conditional("o", s=triples[:, 0], r=triples[:, 1])
+        logits_s = compiled.log_conditional("s", r=triples[:, 1], o=triples[:, 2])
     return loss_fn(logits_o, triples[:, 2]) + loss_fn(logits_s, triples[:, 0])
 
 

@@ -46,7 +46,7 @@ from circuitkg.data import KnowledgeGraph, load
 from circuitkg.encoders import Graph
 from circuitkg.errors import CircuitKGError
 from circuitkg.eval.ranking import evaluate_ranking, keyword_scorer
-from circuitkg.executor import CompiledCircuit
+from circuitkg.executor import CompiledCircuit, training_step
 from circuitkg.train.checkpoint import (
     CheckpointError,
     TrainState,
@@ -356,9 +356,10 @@ class Trainer:
     def _step(self, batch: Tensor, epoch: int, index: int) -> float:
         config = self.config
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.objective(self.compiled, batch)
-        if config.reg == "n3" and config.reg_weight > 0:
-            loss = loss + config.reg_weight * n3(self.model, batch)
+        with training_step():  # the objective and N3 share gathers and Grams
+            loss = self.objective(self.compiled, batch)
+            if config.reg == "n3" and config.reg_weight > 0:
+                loss = loss + config.reg_weight * n3(self.model, batch)
         where = f"epoch {epoch}, step {self.state.step + 1} (batch {index + 1} of the epoch)"
         if not bool(torch.isfinite(loss)):
             raise TrainingDivergedError(
