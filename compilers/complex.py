@@ -22,6 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 from circuitkg.compilers.base import KGEModel, cp_circuit
+from einops import repeat
 from torch import Tensor, nn
 
 from circuitkg.ir import Circuit
@@ -89,6 +90,5 @@ class ComplEx(KGEModel):
         if self.form == "monotone":
             weight = FixedWeight.ones(4 * k)
         else:
-            signs = torch.tensor(_SIGNED_SIGNS).repeat_interleave(k)
-            weight = FixedWeight(signs.unsqueeze(0))
+            weight = FixedWeight(repeat(torch.tensor(_SIGNED_SIGNS), "term -> 1 (term k)", k=k))
         return cp_circuit(views["s"], views["r"], views["o"], weight, name=self.name)

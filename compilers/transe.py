@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 from circuitkg.compilers.base import KGEModel, cp_circuit
+from einops import repeat
 
 from circuitkg.ir import Circuit
 from circuitkg.params import FeatureTable, FixedWeight, FreeTable
@@ -53,7 +54,7 @@ class TransE(KGEModel):
             powers = [p[position] for p in _TERMS for _ in range(k)]
             return FeatureTable(table, columns, powers)
 
-        weight = FixedWeight(torch.tensor(_COEFFICIENTS).repeat_interleave(k).unsqueeze(0))
+        weight = FixedWeight(repeat(torch.tensor(_COEFFICIENTS), "term -> 1 (term k)", k=k))
         return cp_circuit(
             features(self.entity, 0),
             features(self.relation, 1),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 
 import torch
+from einops import rearrange
 from torch import Tensor
 
 from circuitkg.executor import CompiledCircuit
@@ -95,6 +96,7 @@ def assert_conditionals_consistent(
         )
     table = joint_table(compiled)
     variables = compiled.variables
+    axis = {v: f"x{i}" for i, v in enumerate(variables)}  # einops axis names of the variables
     for target in variables:
         others = [v for v in variables if v != target]
         for k in range(0, len(others) + 1):
@@ -102,10 +104,9 @@ def assert_conditionals_consistent(
                 keep = [target, *given]
                 summed = [i for i, v in enumerate(variables) if v not in keep]
                 joint = table.sum(dim=summed) if summed else table
-                order = [sorted(keep, key=variables.index).index(v) for v in keep]
-                joint = (
-                    joint.permute(order).reshape(compiled.domains[target], -1).T
-                )  # (evidence, target)
+                kept = " ".join(axis[v] for v in variables if v in keep)
+                evidence = " ".join(axis[v] for v in given)
+                joint = rearrange(joint, f"{kept} -> ({evidence}) {axis[target]}")
                 evidence_mass = joint.sum(dim=1)
                 ok = evidence_mass > 0
                 if not given:
