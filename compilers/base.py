@@ -1,4 +1,12 @@
-"""The base class of KGE front ends and the CP-shaped circuit most of them share."""
+"""The base class of KGE front ends, the model registry, and the CP-shaped circuit most of them
+share.
+
+A model registers itself with the :func:`register_model` class decorator in its own file, under
+its ``name``; :data:`MODELS` maps the names to the classes (``circuitkg models`` lists them).
+What the trainer needs to know about a model is asked of the model through hooks with defaults:
+:meth:`KGEModel.positive_init_terms` and :meth:`KGEModel.positive_init_columns` (the positive
+initialisation), :meth:`KGEModel.n3_factor` (the N3 regulariser).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +14,10 @@ import math
 import operator
 
 from circuitkg.compilers.encoded import rebind
-from torch import nn
+from torch import Tensor, nn
 
 from circuitkg.errors import EvidenceError, FormError, ModelSpecError
+from circuitkg.forms import FORMS, Form
 from circuitkg.ir import Circuit, InputLayer, ProductLayer, SumLayer
 from circuitkg.params import FixedWeight, FreeTable, PositiveTable, Table, Weight
 from circuitkg.params.kronecker import kronecker_like
@@ -21,6 +30,22 @@ KRONECKER_TABLES = {
     "relation": ("relation",),
     "both": ("entity", "subject", "object", "relation"),
 }
+
+
+#: the registered models by name (:func:`register_model`)
+MODELS: dict[str, type[KGEModel]] = {}
+
+
+def register_model(cls: type[KGEModel]) -> type[KGEModel]:
+    """Class decorator: make ``cls`` reachable by its ``name`` (``create_model``, the CLI,
+    checkpoints). A second class under a name already taken raises :class:`ModelSpecError`."""
+    taken = MODELS.get(cls.name)
+    if taken is not None and taken is not cls:
+        raise ModelSpecError(
+            f"model name {cls.name!r} is taken by {taken.__module__}.{taken.__qualname__}"
+        )
+    MODELS[cls.name] = cls
+    return cls
 
 
 def check_kg_circuit(circuit, num_entities: int, num_relations: int, against: str) -> None:
@@ -53,7 +78,7 @@ class KGEModel(nn.Module):
     moves it to a positive start, from which PLL training does not stall.
     """
 
-    forms: tuple[str, ...] = ("score", "monotone", "squared")
+    forms: tuple[Form, ...] = FORMS
     name: str = "kge"
 
     def __init__(
@@ -61,7 +86,7 @@ class KGEModel(nn.Module):
         num_entities: int,
         num_relations: int,
         rank: int,
-        form: str = "squared",
+        form: Form = "squared",
         init_std: float | None = None,
     ) -> None:
         super().__init__()
@@ -143,6 +168,35 @@ class KGEModel(nn.Module):
             if isinstance(table, Table):
                 setattr(self, name, kronecker_like(table))
         return self
+
+    # --- hooks of the trainer ---------------------------------------------------------------------
+    def positive_init_terms(self) -> tuple[int, int] | None:
+        """``(k, d)``: ``φ`` sums ``k`` product terms of ``d`` factors each, which sets the scale
+        ``μ = k^{-1/d}`` of the positive initialisation (:mod:`circuitkg.train.initialisation`);
+        ``None``: the scheme is not defined for this model.
+
+        The default reads the circuit: when ``φ`` is one sum layer over one product layer, ``k`` is
+        the product's width and ``d`` the number of variables it multiplies, plus one when the
+        sum's weight holds parameters (a core tensor). That is CP and DistMult (``K``, 3), RESCAL
+        (``K²``, 3) and TuckER (``K_e² K_r``, 4); other shapes give ``None``."""
+        output = self.circuit().output
+        if not isinstance(output, SumLayer) or len(output.children) != 1:
+            return None
+        (product,) = output.children
+        if not isinstance(product, ProductLayer):
+            return None
+        learned = next(output.weight.parameters(), None) is not None
+        return product.width, len(product.scope) + int(learned)
+
+    def positive_init_columns(self, width: int) -> slice | None:
+        """The columns of a parameter table of ``width`` columns that the positive initialisation
+        shifts to ``μ`` (the others start at ``μ·noise·ε``); ``None`` (the default): all."""
+        return None
+
+    def n3_factor(self, rows: Tensor) -> Tensor:
+        """The N3 factor of embedding ``rows`` ``(B, width)`` of one of this model's tables
+        (:func:`circuitkg.train.regularisers.n3` sums ``|factor|³``); the default: the rows."""
+        return rows
 
     # --- initialisation helpers ----------------------------------------------------------------
     def table(

@@ -21,10 +21,11 @@ import math
 
 import torch
 import torch.nn.functional as F
-from circuitkg.compilers.base import KGEModel, cp_circuit
+from circuitkg.compilers.base import KGEModel, cp_circuit, register_model
 from einops import repeat
 from torch import Tensor, nn
 
+from circuitkg.forms import Form
 from circuitkg.ir import Circuit
 from circuitkg.params import ColumnView, FixedWeight, Table
 
@@ -58,6 +59,7 @@ class ComplexPositiveTable(Table):
         return torch.exp(self.log_rows(index))
 
 
+@register_model
 class ComplEx(KGEModel):
     """ComplEx with rank ``K`` complex dimensions (``2K`` real parameters per embedding)."""
 
@@ -68,7 +70,7 @@ class ComplEx(KGEModel):
         num_entities: int,
         num_relations: int,
         rank: int,
-        form: str = "squared",
+        form: Form = "squared",
         init_std: float | None = None,
     ) -> None:
         super().__init__(num_entities, num_relations, rank, form, init_std)
@@ -79,6 +81,23 @@ class ComplEx(KGEModel):
         else:
             self.entity = self.table(num_entities, 2 * rank, effective_width=4 * rank)
             self.relation = self.table(num_relations, 2 * rank, effective_width=4 * rank)
+
+    def positive_init_terms(self) -> tuple[int, int]:
+        """``(K, 3)``: only the real parts are shifted, so of the ``4K`` terms the ``K`` of
+        ``Re Re Re`` carry the start, as CP's."""
+        return self.rank, 3
+
+    def positive_init_columns(self, width: int) -> slice:
+        """The real half of ``[Re | Im]``: the score starts as CP's (imaginary parts near 0)."""
+        return slice(0, width // 2)
+
+    def n3_factor(self, rows: Tensor) -> Tensor:
+        """The moduli ``sqrt(Re² + Im²)`` of the complex coordinates (Lacroix et al. 2018); the
+        monotone form's rows ``[Re | Im | Re(1-σ)]`` are their own factors."""
+        if self.form == "monotone":
+            return rows
+        re, im = rows.chunk(2, dim=-1)
+        return torch.sqrt(re * re + im * im + 1e-20)
 
     def build_circuit(self) -> Circuit:
         layout = _MONOTONE_LAYOUT if self.form == "monotone" else _SIGNED_LAYOUT

@@ -7,11 +7,13 @@ Costs: score ``O(BK)``; squared ``log Z = log 1ᵀ(G_S ⊙ G_R ⊙ G_O)1``, ``O(
 
 from __future__ import annotations
 
-from circuitkg.compilers.base import KGEModel, cp_circuit
+from circuitkg.compilers.base import KGEModel, cp_circuit, register_model
 
+from circuitkg.forms import Form
 from circuitkg.ir import Circuit
 
 
+@register_model
 class CP(KGEModel):
     """Canonical polyadic decomposition: separate subject, relation and object tables."""
 
@@ -22,7 +24,7 @@ class CP(KGEModel):
         num_entities: int,
         num_relations: int,
         rank: int,
-        form: str = "squared",
+        form: Form = "squared",
         init_std: float | None = None,
     ) -> None:
         super().__init__(num_entities, num_relations, rank, form, init_std)
@@ -34,6 +36,7 @@ class CP(KGEModel):
         return cp_circuit(self.subject, self.relation, self.object, name=self.name)
 
 
+@register_model
 class DistMult(KGEModel):
     """CP with ``S = O``: one entity table referenced by both entity input layers."""
 
@@ -44,7 +47,7 @@ class DistMult(KGEModel):
         num_entities: int,
         num_relations: int,
         rank: int,
-        form: str = "squared",
+        form: Form = "squared",
         init_std: float | None = None,
     ) -> None:
         super().__init__(num_entities, num_relations, rank, form, init_std)

@@ -20,8 +20,9 @@ Squared ``log Z`` contracts the three ``K x K`` Gram matrices, ``O((n + m) K²)`
 
 from __future__ import annotations
 
-from circuitkg.compilers.base import KGEModel, cp_circuit
+from circuitkg.compilers.base import KGEModel, cp_circuit, register_model
 
+from circuitkg.forms import Form
 from circuitkg.ir import Circuit
 from circuitkg.params import KroneckerTable
 
@@ -37,12 +38,17 @@ class _KroneckerDistMult(KGEModel):
         num_entities: int,
         num_relations: int,
         rank: int,
-        form: str = "squared",
+        form: Form = "squared",
         init_std: float | None = None,
     ) -> None:
         super().__init__(num_entities, num_relations, rank, form, init_std)
         if form == "score" and init_std is None:
             self.init_std = self.circuit_width ** (-1.0 / (2 * self.degree))
+
+    def positive_init_terms(self) -> None:
+        """Not defined: a score term is a degree-``degree`` monomial of the stored entries, some
+        read twice, so the circuit's ``k^{-1/d}`` scale of one entry per factor does not apply."""
+        return None
 
     @property
     def circuit_width(self) -> int:
@@ -50,6 +56,7 @@ class _KroneckerDistMult(KGEModel):
         return self.rank * self.rank
 
 
+@register_model
 class KDDistMult(_KroneckerDistMult):
     """KD-DistMult: CP of rank ``k²`` with inputs ``h ⊗ h``, ``r ⊗ r`` and ``1 ⊗ t``."""
 
@@ -61,7 +68,7 @@ class KDDistMult(_KroneckerDistMult):
         num_entities: int,
         num_relations: int,
         rank: int,
-        form: str = "squared",
+        form: Form = "squared",
         init_std: float | None = None,
     ) -> None:
         super().__init__(num_entities, num_relations, rank, form, init_std)
@@ -78,6 +85,7 @@ class KDDistMult(_KroneckerDistMult):
         )
 
 
+@register_model
 class KDRelDistMult(_KroneckerDistMult):
     """KD-Rel-DistMult: DistMult of rank ``k²`` whose relation rows are ``r ⊗ r``, ``r ∈ R^k``."""
 
@@ -89,7 +97,7 @@ class KDRelDistMult(_KroneckerDistMult):
         num_entities: int,
         num_relations: int,
         rank: int,
-        form: str = "squared",
+        form: Form = "squared",
         init_std: float | None = None,
     ) -> None:
         super().__init__(num_entities, num_relations, rank, form, init_std)

@@ -1,32 +1,21 @@
-"""Models by name, for the CLI and configuration files."""
+"""Models by name, for the CLI and configuration files.
+
+:data:`MODELS` is filled by the :func:`~circuitkg.compilers.base.register_model` decorator of each
+model class (importing :mod:`circuitkg.compilers` imports every model file).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from circuitkg.compilers.base import KGEModel
-from circuitkg.compilers.complex import ComplEx
-from circuitkg.compilers.cp import CP, DistMult
+from circuitkg.compilers.base import MODELS, KGEModel
 from circuitkg.compilers.encoded import attach_encoder
-from circuitkg.compilers.kronecker import KDDistMult, KDRelDistMult
-from circuitkg.compilers.rescal import RESCAL
-from circuitkg.compilers.transe import TransE
-from circuitkg.compilers.tucker import TuckER
 
 from circuitkg.data.kg import KnowledgeGraph
 from circuitkg.encoders import Graph, GraphError
 from circuitkg.errors import ModelSpecError
 
-MODELS: dict[str, type[KGEModel]] = {
-    "cp": CP,
-    "distmult": DistMult,
-    "complex": ComplEx,
-    "rescal": RESCAL,
-    "tucker": TuckER,
-    "transe": TransE,
-    "kd-distmult": KDDistMult,
-    "kd-rel-distmult": KDRelDistMult,
-}
+__all__ = ["MODELS", "create", "create_model"]
 
 
 def create_model(

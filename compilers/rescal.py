@@ -7,12 +7,14 @@ the ``K²``-wide layers: ``O(mK⁴ + nK²)`` time; keep ``K`` moderate (≤ 64) 
 
 from __future__ import annotations
 
-from circuitkg.compilers.base import KG_VARIABLES, KGEModel
+from circuitkg.compilers.base import KG_VARIABLES, KGEModel, register_model
 
+from circuitkg.forms import Form
 from circuitkg.ir import Circuit, InputLayer, ProductLayer, SumLayer
 from circuitkg.params import FixedWeight
 
 
+@register_model
 class RESCAL(KGEModel):
     """Bilinear model with a full ``K x K`` matrix per relation."""
 
@@ -23,7 +25,7 @@ class RESCAL(KGEModel):
         num_entities: int,
         num_relations: int,
         rank: int,
-        form: str = "squared",
+        form: Form = "squared",
         init_std: float | None = None,
     ) -> None:
         super().__init__(num_entities, num_relations, rank, form, init_std)

@@ -13,9 +13,10 @@ Only the ``score`` form exists: the score is a negative distance, so it is not n
 from __future__ import annotations
 
 import torch
-from circuitkg.compilers.base import KGEModel, cp_circuit
+from circuitkg.compilers.base import KGEModel, cp_circuit, register_model
 from einops import repeat
 
+from circuitkg.forms import Form
 from circuitkg.ir import Circuit
 from circuitkg.params import FeatureTable, FixedWeight, FreeTable
 
@@ -24,6 +25,7 @@ _TERMS = ((2, 0, 0), (0, 2, 0), (0, 0, 2), (1, 1, 0), (1, 0, 1), (0, 1, 1))
 _COEFFICIENTS = (-1.0, -1.0, -1.0, -2.0, 2.0, 2.0)
 
 
+@register_model
 class TransE(KGEModel):
     """Translational model, score form: ``-||e_s + w_r - e_o||²``."""
 
@@ -38,13 +40,18 @@ class TransE(KGEModel):
         num_entities: int,
         num_relations: int,
         rank: int,
-        form: str = "score",
+        form: Form = "score",
         init_std: float | None = None,
     ) -> None:
         super().__init__(num_entities, num_relations, rank, form, init_std)
         std = init_std if init_std is not None else rank**-0.5
         self.entity = FreeTable(num_entities, rank, init_std=std)
         self.relation = FreeTable(num_relations, rank, init_std=std)
+
+    def positive_init_terms(self) -> None:
+        """Not defined: ``φ`` is a negative distance, whose terms are powers of one coordinate,
+        not products of positive factors."""
+        return None
 
     def build_circuit(self) -> Circuit:
         k = self.rank

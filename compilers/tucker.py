@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 
-from circuitkg.compilers.base import KG_VARIABLES, KGEModel
+from circuitkg.compilers.base import KG_VARIABLES, KGEModel, register_model
 
+from circuitkg.forms import Form
 from circuitkg.ir import Circuit, InputLayer, ProductLayer, SumLayer
 from circuitkg.params import FreeWeight, PositiveWeight
 
 
+@register_model
 class TuckER(KGEModel):
     """Tucker decomposition with entity width ``rank`` and relation width ``relation_rank``."""
 
@@ -27,7 +29,7 @@ class TuckER(KGEModel):
         num_entities: int,
         num_relations: int,
         rank: int,
-        form: str = "squared",
+        form: Form = "squared",
         init_std: float | None = None,
         relation_rank: int | None = None,
     ) -> None:

@@ -2,9 +2,11 @@
 
 ``positive``: every score term starts positive and of equal size, so ``φ ≈ 1 > 0`` for all triples at
 initialisation. Each free entry becomes ``μ (1 + noise·ε)``, ``ε ~ N(0, 1)``, with
-``μ = k^{-1/d}`` for ``k`` summed terms of ``d`` factors (CP, DistMult: ``k = K``, ``d = 3``;
-RESCAL: ``k = K²``; TuckER: ``k = K_e² K_r``, ``d = 4`` with the core); ComplEx shifts only the real
-parts (imaginary parts start as ``μ·noise·ε``), so its score starts as CP's.
+``μ = k^{-1/d}`` for ``k`` summed terms of ``d`` factors, which the model gives
+(:meth:`~circuitkg.compilers.KGEModel.positive_init_terms`; CP, DistMult: ``k = K``, ``d = 3``;
+RESCAL: ``k = K²``; TuckER: ``k = K_e² K_r``, ``d = 4`` with the core; ``None``: not defined). Only
+the columns :meth:`~circuitkg.compilers.KGEModel.positive_init_columns` names are shifted: ComplEx
+names the real parts (imaginary parts start as ``μ·noise·ε``), so its score starts as CP's.
 
 Why: a squared model's conditionals are ``φ² / Σ φ²``. From the zero-mean default, ``φ`` changes
 sign across entities at random and PLL training stalls near the uniform loss (UMLS, ComplEx² K = 20,
@@ -14,8 +16,8 @@ mostly non-negative. The default ``auto`` applies it to squared forms only.
 
 How: the scheme asks each parameter holder of the circuit — the distinct parameter tables of its
 input layers (:meth:`~circuitkg.params.Table.parameter_table`) and its sum-layer weights, those with
-parameters — to ``init_positive_(μ, noise, shift)`` itself (``shift``: the real half for ComplEx's
-tables), in the order the model lists its modules. It is defined when every holder
+parameters — to ``init_positive_(μ, noise, shift)`` itself (``shift``: the model's
+``positive_init_columns``), in the order the model lists its modules. It is defined when every holder
 ``supports_positive_init``; a table kind of its own (an encoder's) opts in by implementing the hook.
 """
 
@@ -44,7 +46,7 @@ def positive_init_defined(model: KGEModel) -> bool:
     """True for the models and forms :func:`positive_init` handles."""
     return (
         model.form != "monotone"
-        and model.name in _FACTORS
+        and model.positive_init_terms() is not None
         and all(h.supports_positive_init for h, _ in _holders(model))
     )
 
@@ -55,7 +57,8 @@ def positive_init(model: KGEModel, noise: float = 0.1) -> None:
     Raises :class:`~circuitkg.errors.UnsupportedHookError` naming the first holder without
     ``init_positive_`` and ``ValueError`` for models and forms the scheme has no scale for.
     """
-    if model.form == "monotone" or model.name not in _FACTORS:
+    scale = model.positive_init_terms()
+    if model.form == "monotone" or scale is None:
         raise ValueError(
             f"the positive initialisation is not defined for {model.name} ({model.form} form)"
         )
@@ -65,12 +68,10 @@ def positive_init(model: KGEModel, noise: float = 0.1) -> None:
             raise UnsupportedHookError.missing(
                 holder, "init_positive_", f"the positive initialisation of {model.name}"
             )
-    terms, factors = _terms(model)
+    terms, factors = scale
     mu = terms ** (-1.0 / factors)
-    real_only = model.name == "complex"
     for holder, is_table in holders:
-        # ComplEx tables hold [Re | Im]: shift the real half, so the score starts as CP's
-        shift = slice(0, holder.width // 2) if real_only and is_table else None
+        shift = model.positive_init_columns(holder.width) if is_table else None
         holder.init_positive_(mu, noise, shift)
 
 
@@ -90,13 +91,3 @@ def _holders(model: KGEModel) -> list[tuple[Table | Weight, bool]]:
     }
     position = {id(m): i for i, m in enumerate(model.modules())}
     return sorted(distinct.values(), key=lambda h: position.get(id(h[0]), len(position)))
-
-
-_FACTORS = {"cp": 3, "distmult": 3, "complex": 3, "rescal": 3, "tucker": 4}
-
-
-def _terms(model: KGEModel) -> tuple[int, int]:
-    """(number of product terms summed in ``φ``, factors per term)."""
-    k = model.rank
-    terms = {"rescal": k * k, "tucker": k * getattr(model, "relation_rank", k) * k}
-    return terms.get(model.name, k), _FACTORS[model.name]

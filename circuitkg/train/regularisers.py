@@ -2,8 +2,9 @@
 
 N3 (Lacroix, Usunier and Obozinski, ICML 2018): ``λ / B Σ_b Σ_f Σ_k |f_bk|³`` over the factors ``f``
 of each triple (its subject, relation and object rows), the nuclear 3-norm's weighted variational
-form. For ComplEx the factors are the moduli ``sqrt(Re² + Im²)`` of the complex coordinates, as in
-the paper. The rows are those of the input layers' parameter tables
+form. A factor is what the model's :meth:`~circuitkg.compilers.KGEModel.n3_factor` makes of the
+rows: the rows themselves by default, for ComplEx the moduli ``sqrt(Re² + Im²)`` of the complex
+coordinates, as in the paper. The rows are those of the input layers' parameter tables
 (:meth:`~circuitkg.params.Table.parameter_table`: views such as ComplEx's column layouts or TransE's
 features read their base's), each table counted once per variable, so DistMult's shared entity
 table contributes the subject and the object row.
@@ -11,7 +12,6 @@ table contributes the subject and the object row.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from circuitkg.compilers import KGEModel
@@ -32,10 +32,7 @@ def embedding_factors(model: KGEModel, triples: Tensor) -> list[Tensor]:
             continue
         seen.add(key)
         rows = table.rows(triples[:, _COLUMN[layer.variable]])
-        if model.name == "complex" and model.form != "monotone":
-            re, im = rows.chunk(2, dim=-1)
-            rows = torch.sqrt(re * re + im * im + 1e-20)
-        factors.append(rows)
+        factors.append(model.n3_factor(rows))
     return factors
 
 
