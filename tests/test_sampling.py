@@ -14,8 +14,7 @@ from scipy.stats import chi2
 import circuitkg as ckg
 from circuitkg.ir import Circuit, InputLayer, ProductLayer, SumLayer
 from circuitkg.params import PositiveTable, PositiveWeight
-from circuitkg.sampling import sample
-from circuitkg.sampling.ancestral import _draw_from_columns
+from circuitkg.sampling import SumTree, sample
 from circuitkg.testing import circuits, joint_table, kge_models
 
 N = 20_000
@@ -202,10 +201,11 @@ def test_chunking_does_not_change_the_distribution():
     assert_follows(squared, sample(squared, N, generator=_gen(11), max_entries=16))
 
 
-def test_input_columns_are_drawn_in_groups():
+def test_input_columns_are_drawn_from_a_sum_tree():
     table = PositiveTable(7, 6, init_std=1.0).double()
     units = torch.arange(6).repeat_interleave(N // 6)
-    x = _draw_from_columns(table, units, _gen(16), max_entries=14)  # 3 groups of 2 columns
+    tree = SumTree(table.log_rows, 7, leaf_size=2)  # 4 leaves, the last one short
+    x = tree.draw(units, _gen(16))
     probs = table.full().detach().T
     probs = probs / probs.sum(dim=1, keepdim=True)
     stats = [

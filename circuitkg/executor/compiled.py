@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from circuitkg.errors import EvidenceError, FormError
+from circuitkg.executor.expansions import Expansions
 from circuitkg.executor.grams import GramCache
 from circuitkg.executor.pairs import PairEvaluator
 from circuitkg.executor.passes import Evidence, Plan, adjoint, forward, is_integrated
@@ -52,6 +53,7 @@ from circuitkg.numerics import (
     scaled_sum,
 )
 from circuitkg.params.tables import Table
+from circuitkg.sampling import sample
 
 FORMS = ("score", "monotone", "squared")
 PLAIN = PlainSemiring()
@@ -217,9 +219,13 @@ class CompiledCircuit(nn.Module):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Exact samples ``(num_samples, V)`` from ``p(rest | given)``: :func:`circuitkg.sampling.sample`."""
-        from circuitkg.sampling import sample
-
         return sample(self, num_samples, given=given, generator=generator)
+
+    @property
+    def expansions(self) -> Expansions:
+        """The public plan samplers read: expansions of ``φ`` in one variable's base rows
+        (:mod:`circuitkg.executor.expansions`)."""
+        return Expansions(self.plan, self.form, self.grams, self._evidence, self.dtype, self.device)
 
     # --- plans ---------------------------------------------------------------------------------------
     def _by_chunks(

@@ -1,8 +1,10 @@
 """Exact sampling from normalised circuits: ``sample(compiled, num_samples, given=None)``.
 
 * ``monotone`` circuits: top-down ancestral sampling (:mod:`circuitkg.sampling.ancestral`);
-* ``squared`` circuits, and schema-constrained circuits of either form: one variable at a time
-  from exact conditionals (:mod:`circuitkg.sampling.sequential`);
+* ``squared`` circuits: the chain rule in the cheapest variable order, values drawn from Gram
+  trees (:mod:`circuitkg.sampling.chain`, :mod:`circuitkg.sampling.tree`);
+* any other normalised circuit (schema-constrained ones, of either form): one variable at a time
+  from its exact conditionals (:mod:`circuitkg.sampling.sequential`);
 * ``score`` circuits are unnormalised and cannot be sampled (:class:`~circuitkg.errors.FormError`).
 
 ``given`` fixes variables (an int, or a long tensor of one value per sample) and the rest is drawn
@@ -20,12 +22,23 @@ import torch
 from torch import Tensor
 
 from circuitkg.errors import EvidenceError, FormError
-from circuitkg.executor import CompiledCircuit
 from circuitkg.sampling.ancestral import sample_monotone
 from circuitkg.sampling.categorical import MAX_ENTRIES, draw, normalise_given
+from circuitkg.sampling.chain import choose_order, sample_squared
 from circuitkg.sampling.sequential import sample_sequential
+from circuitkg.sampling.tree import GramTree, SumTree
 
-__all__ = ["MAX_ENTRIES", "draw", "sample", "sample_monotone", "sample_sequential"]
+__all__ = [
+    "MAX_ENTRIES",
+    "GramTree",
+    "SumTree",
+    "choose_order",
+    "draw",
+    "sample",
+    "sample_monotone",
+    "sample_sequential",
+    "sample_squared",
+]
 
 
 def sample(
@@ -58,9 +71,11 @@ def sample(
     evidence = normalise_given(
         compiled.variables, compiled.domains, given, num_samples, compiled.device
     )
-    # top-down sampling walks the circuit's layers; any other normalised circuit (a schema-constrained
-    # one) answers exact conditionals, which the chain rule needs
-    top_down = compiled.form == "monotone" and isinstance(compiled, CompiledCircuit)
-    sampler = sample_monotone if top_down else sample_sequential
+    # a compiled circuit exposes its expansions (the executor's public plan): top-down sampling
+    # (monotone) or Gram trees (squared); any other normalised circuit (a schema-constrained one)
+    # answers exact conditionals, which the plain chain rule needs
+    samplers = {"monotone": sample_monotone, "squared": sample_squared}
+    planned = getattr(compiled, "expansions", None) is not None
+    sampler = samplers[compiled.form] if planned else sample_sequential
     with torch.no_grad():
         return sampler(compiled, num_samples, evidence, generator, max_entries)

@@ -11,14 +11,15 @@ down from the output unit:
 * Hadamard product, unit ``u``: every child continues with unit ``u``; Kronecker product: the unit
   decomposes row-major into one unit per child (lazy Kronecker children of sum layers included:
   their integrals are the outer sum of the factors');
-* input layer over an unobserved ``X``, unit ``k``: draw ``x ∝ T[x, k]``.
+* input layer over an unobserved ``X``, unit ``k``: draw ``x ∝ T[x, k]`` from the table's
+  :class:`~circuitkg.sampling.tree.SumTree` (block sums of each column, built once per parameter
+  state), ``O(log |X| + L K)`` per draw for leaves of ``L`` values.
 
 By decomposability a sample meets every layer with non-empty scope at most once, so the walk is
 exact and batched: each layer handles all samples that reached it at once. Cost per chunk of ``M``
 samples: one forward pass ``O(B Σ K_out K_in)`` (``B = 1`` for shared evidence, ``M`` for
-per-sample evidence), ``O(M K_in)`` per sum layer, and per input layer ``O(|X| U + M log(|X| U))``
-for the ``U ≤ K`` distinct units chosen there (the columns ``T[:, k]`` are turned into CDFs once,
-in groups bounded by ``max_entries``).
+per-sample evidence), ``O(M K_in)`` per sum layer, and ``O(M (log |X| + L K))`` per input layer.
+The integrals come from ``compiled.expansions.log_integrals`` (:mod:`circuitkg.executor.expansions`).
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from circuitkg.executor.passes import Plan, forward
+from circuitkg.ir.circuit import Circuit
 from circuitkg.ir.layers import InputLayer, Layer, ProductLayer, SumLayer
-from circuitkg.params.tables import DEFAULT_CHUNK, Table
+from circuitkg.params.tables import Table
 from circuitkg.sampling.categorical import MAX_ENTRIES, draw
+from circuitkg.sampling.tree import SumTree, cached
+
+#: values per leaf of the input tables' sum trees
+LEAF_SIZE = 256
 
 
 def sample_monotone(
@@ -43,7 +48,7 @@ def sample_monotone(
     variables = compiled.variables
     device = compiled.device
     out = torch.empty(num_samples, len(variables), dtype=torch.long, device=device)
-    chunk = max(1, max_entries // _widest(compiled.plan))
+    chunk = max(1, max_entries // _widest(compiled.circuit))
     for start in range(0, num_samples, chunk):
         m = min(chunk, num_samples - start)
         evidence = {
@@ -52,26 +57,27 @@ def sample_monotone(
             else None
             for v in variables
         }
-        x = _sample_chunk(compiled, evidence, m, generator, max_entries)
+        x = _sample_chunk(compiled, evidence, m, generator)
         out[start : start + m] = torch.stack([x[v] for v in variables], dim=1)
     return out
 
 
-def _widest(plan: Plan) -> int:
+def _widest(circuit: Circuit) -> int:
     """Largest number of logits one sample needs at once (a sum layer's concatenated input)."""
     widest = 1
-    for layer in plan.circuit.layers:
+    for layer in circuit.layers:
         if isinstance(layer, SumLayer):
             widest = max(widest, sum(c.width for c in layer.children))
     return widest
 
 
 def _sample_chunk(
-    compiled, evidence: dict, m: int, generator: torch.Generator | None, max_entries: int
+    compiled, evidence: dict, m: int, generator: torch.Generator | None
 ) -> dict[str, Tensor]:
-    plan: Plan = compiled.plan
+    circuit: Circuit = compiled.circuit
     device = compiled.device
-    values = forward(plan, compiled.semiring, evidence)
+    given = {v: e for v, e in evidence.items() if e is not None}
+    values = compiled.expansions.log_integrals(**given)
     open_vars = {v for v, e in evidence.items() if e is None}
     x = {
         v: torch.full((m,), -1, dtype=torch.long, device=device) if e is None else e.expand(m)
@@ -79,23 +85,23 @@ def _sample_chunk(
     }
     everyone = torch.arange(m, device=device)
     pending: dict[int, list[tuple[Tensor, Tensor]]] = {
-        id(plan.circuit.output): [(everyone, torch.zeros(m, dtype=torch.long, device=device))]
+        id(circuit.output): [(everyone, torch.zeros(m, dtype=torch.long, device=device))]
     }
 
     def push(layer: Layer, rows: Tensor, units: Tensor) -> None:
         if layer.scope & open_vars and rows.numel():
             pending.setdefault(id(layer), []).append((rows, units))
 
-    for layer in reversed(plan.circuit.layers):
+    for layer in reversed(circuit.layers):
         parts = pending.pop(id(layer), None)
         if parts is None:
             continue
         rows = torch.cat([p[0] for p in parts])
         units = torch.cat([p[1] for p in parts])
         if isinstance(layer, InputLayer):
-            x[layer.variable][rows] = _draw_from_columns(layer.table, units, generator, max_entries)
+            x[layer.variable][rows] = sum_tree(layer.table).draw(units, generator)
         elif isinstance(layer, SumLayer):
-            choice = draw(_sum_logits(compiled, layer, values, rows, units), generator=generator)
+            choice = draw(_sum_logits(layer, values, rows, units), generator=generator)
             for child, block in zip(layer.children, layer.blocks(), strict=True):
                 hit = (choice >= block.start) & (choice < block.stop)
                 push(child, rows[hit], choice[hit] - block.start)
@@ -110,46 +116,17 @@ def _sample_chunk(
     return x
 
 
-def _sum_logits(compiled, layer: SumLayer, values: dict, rows: Tensor, units: Tensor) -> Tensor:
+def _sum_logits(layer: SumLayer, values: dict, rows: Tensor, units: Tensor) -> Tensor:
     """``log W[u_i, j] + log Z_child[j]`` for each sample ``i``, shape ``(M, K_in)``."""
-    plan, semiring = compiled.plan, compiled.semiring
-    parts = []
-    for child in layer.children:
-        value = values[id(child)]
-        if plan.is_lazy(child):
-            value = semiring.outer(value)  # log of the row-major Kronecker product
-        parts.append(value)
+    parts = [values[id(child)] for child in layer.children]
     batch = max(p.shape[0] for p in parts)
     log_z = torch.cat([p.expand(batch, -1) for p in parts], dim=1)
     log_z = log_z[rows] if batch > 1 else log_z
     return torch.log(layer.weight.matrix().detach())[units] + log_z
 
 
-def _draw_from_columns(
-    table: Table, units: Tensor, generator: torch.Generator | None, max_entries: int
-) -> Tensor:
-    """``x_i ∝ T[x, units[i]]``: the distinct units' columns as CDFs, in groups of bounded size."""
-    distinct, inverse = torch.unique(units, return_inverse=True)
-    size = table.num_values
-    group = max(1, max_entries // size)
-    out = torch.empty_like(units)
-    order = torch.argsort(inverse)
-    bounds = torch.searchsorted(
-        inverse[order], torch.arange(0, distinct.numel() + group, group, device=units.device)
-    )
-    for g, start in enumerate(range(0, distinct.numel(), group)):
-        cols = distinct[start : start + group]
-        log_cols = _log_columns(table, cols)  # (|cols|, |X|)
-        chosen = order[int(bounds[g]) : int(bounds[g + 1])]
-        out[chosen] = draw(log_cols, inverse[chosen] - start, generator)
-    return out
-
-
-def _log_columns(table: Table, cols: Tensor) -> Tensor:
-    """``log T[:, cols]ᵀ`` computed in chunks of table rows, shape ``(|cols|, |X|)``."""
-    device = cols.device
-    parts = []
-    for start in range(0, table.num_values, DEFAULT_CHUNK):
-        idx = torch.arange(start, min(start + DEFAULT_CHUNK, table.num_values), device=device)
-        parts.append(table.log_rows(idx).detach()[:, cols].T)
-    return torch.cat(parts, dim=1)
+def sum_tree(table: Table, leaf_size: int = LEAF_SIZE) -> SumTree:
+    """The :class:`~circuitkg.sampling.tree.SumTree` of a non-negative table's columns, kept
+    while the table's parameters are unchanged."""
+    key = ("sum-tree", leaf_size, id(table), table.state_token())
+    return cached(key, lambda: SumTree(table.log_rows, table.num_values, leaf_size, table.device))
