@@ -256,6 +256,38 @@ def bench_pll(model, n, m, K, B, repeats, device, memory):
     return {"times": times, "mem": mem, "state_mb": state_mb, "plans": dict(floor.plans)}
 
 
+def bench_crossover(model, n, m, K, B, repeats, device):
+    """circuitkg's PLL step (+ N3, Adam) with every term summed out by the Gram plan, by the
+    all-values plan, and by the plan :mod:`circuitkg.executor.summation` picks (``auto``)."""
+    from circuitkg.executor import training_step
+    from circuitkg.train.objectives import pll_loss
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    batches = [
+        torch.stack([torch.randint(0, k, (B,), generator=gen) for k in (n, m, n)], 1).to(device)
+        for _ in range(4)
+    ]
+    kge = ckg.models.create_model(model, n, m, K, form="squared").to(device)
+    compiled = ckg.compile(kge)
+    opt = torch.optim.Adam(kge.parameters(), lr=LR)
+    counter = {"i": 0}
+
+    def step(plan):
+        def run():
+            counter["i"] = i = (counter["i"] + 1) % len(batches)
+            opt.zero_grad(set_to_none=True)
+            compiled.summation_plan = plan
+            with training_step():
+                loss = pll_loss(compiled, batches[i]) + REG * ckg_n3(kge, batches[i])
+            loss.backward()
+            opt.step()
+
+        return run
+
+    return run_interleaved({p: step(p) for p in ("gram", "values", "auto")}, repeats)
+
+
 def ckg_n3(kge, batch):
     from circuitkg.train.regularisers import n3
 
@@ -339,6 +371,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-pll", action="store_true")
     parser.add_argument("--no-ova", action="store_true", help="skip the 1-vs-all epoch")
+    parser.add_argument(
+        "--crossover", action="store_true",
+        help="time circuitkg's step on the Gram plan, the all-values plan and its own pick, per grid cell",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     grid = [(14505, 100, 1000), (14505, 200, 1000), (14505, 100, 4000), (100000, 200, 1000)]
@@ -347,6 +383,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.grid:
         grid = [tuple(int(v) for v in cell.split(":")) for cell in args.grid.split(",")]
     print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}")
+    if args.crossover:
+        print(
+            f"{'model':9} {'n':>6} {'K':>4} {'B':>5} {'gram ms':>9} {'values ms':>9} {'auto ms':>9}"
+        )
+        for n, K, B in grid:
+            for model in args.models.split(","):
+                t = bench_crossover(model, n, args.relations, K, B, args.repeats, args.device)
+                print(
+                    f"{model:9} {n:>6} {K:>4} {B:>5} {1e3 * t['gram']:9.1f} "
+                    f"{1e3 * t['values']:9.1f} {1e3 * t['auto']:9.1f}",
+                    flush=True,
+                )
+        return
     if not args.no_pll:
         print(
             f"{'model':9} {'n':>6} {'K':>4} {'B':>5} {'floor ms':>9} {'ckg ms':>9} {'ckg/floor':>9}"

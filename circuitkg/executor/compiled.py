@@ -41,6 +41,8 @@ from circuitkg.executor.grams import GramCache
 from circuitkg.executor.pairs import PairEvaluator
 from circuitkg.executor.passes import Evidence, Plan, adjoint, forward, is_integrated
 from circuitkg.executor.semirings import LinearSemiring, LogSemiring, PlainSemiring
+from circuitkg.executor.step import memoised_in_step
+from circuitkg.executor.summation import fold_to_bases, log_sum_out
 from circuitkg.ir.circuit import Circuit
 from circuitkg.numerics import (
     Scaled,
@@ -52,7 +54,6 @@ from circuitkg.numerics import (
     row_norms_in_range,
     scaled_sum,
 )
-from circuitkg.params.tables import Table
 from circuitkg.sampling import sample
 
 FORMS = ("score", "monotone", "squared")
@@ -88,6 +89,9 @@ class CompiledCircuit(nn.Module):
         self.plan = Plan(circuit)
         self.semiring = LogSemiring() if form == "monotone" else LinearSemiring()
         self.grams = GramCache()
+        #: how a squared query sums one variable out: ``"gram"``, ``"values"`` or ``"auto"`` (the
+        #: cheaper by :mod:`~circuitkg.executor.summation`'s count)
+        self.summation_plan = "auto"
         # a parameter stays the same object when the module moves (its data is swapped), so it
         # tells the device without walking the module tree on every query; kept in a list so that
         # nn.Module does not register it a second time
@@ -207,7 +211,10 @@ class CompiledCircuit(nn.Module):
         ):
             rows = self.log_conditional(target, **given)
             return rows.gather(1, evidence[target].expand(rows.shape[0]).unsqueeze(1))[:, 0]
-        full = self._log_unnormalised(evidence)
+        full = memoised_in_step(  # the PLL's three terms share it
+            self, "log φ²", [evidence[v] for v in self.variables],
+            lambda: self._log_unnormalised(evidence),
+        )  # fmt: skip
         norm = self._log_unnormalised({**evidence, target: None})
         return full - norm
 
@@ -283,28 +290,12 @@ class CompiledCircuit(nn.Module):
         return [(layer, Scaled.of(q)) for layer, q in coefs] if semiring is PLAIN else coefs
 
     def _quadratic_form(self, target: str, evidence: Evidence, batch: int) -> Tensor:
-        """``log Σ_x w[x] φ(x, e)²`` for the one summed-out variable, at the bases' width.
-
-        With ``φ = Σ_l q_l · T_l[x]`` and each view folded into its base
-        (:meth:`~circuitkg.params.Table.fold`: ``q_l · T_l[x] = fold_l(q_l) · base[x]``), the sum is
-        ``Σ_ab c_aᵀ G_ab c_b`` over the distinct bases, ``c_a = Σ_{l reads a} fold_l(q_l)``. ComplEx's
-        four views of ``[Re | Im]`` give one ``2K``-wide form instead of sixteen ``K``-wide ones:
-        ``O(B (2K)²)`` after the Gram, as a hand-written step computes it.
-        """
-        coefs = self._coefficients(target, evidence, batch)
-        by_base: dict[int, tuple[Table, list[Scaled]]] = {}
-        for layer, q in coefs:
-            base = layer.table.as_view()[0]
-            folded = Scaled(layer.table.fold(q.value, dim=1), q.log_scale)
-            by_base.setdefault(id(base), (base, []))[1].append(folded)
-        bases = [(base, scaled_sum(parts)) for base, parts in by_base.values()]
+        """``log Σ_x w[x] φ(x, e)²`` for the one summed-out variable, by the Gram or the all-values
+        plan, whichever :mod:`~circuitkg.executor.summation` counts cheaper (``summation_plan``)."""
+        bases = fold_to_bases(self._coefficients(target, evidence, batch))
         grams = self.grams.query()
-        terms = [
-            _bilinear(ca, grams.gram(ta, tb, weights=evidence[target]), cb)
-            for ta, ca in bases
-            for tb, cb in bases
-        ]
-        return scaled_sum(terms).log_abs().expand(batch)
+        plan = self.summation_plan
+        return log_sum_out(self.circuit, target, bases, evidence[target], grams, plan).expand(batch)
 
     def _target_values(self, target: str, evidence: Evidence, batch: int) -> Tensor:
         """``φ`` (score), ``log φ`` (monotone) or ``log φ²`` (squared) over every target value."""
@@ -466,15 +457,6 @@ class CompiledCircuit(nn.Module):
                 f"value {bad} of variable {var!r} is outside its domain [0, {size})"
             )
         return idx
-
-
-def _bilinear(qa: Scaled, gram: Scaled, qb: Scaled) -> Scaled:
-    """``qa[b]ᵀ G[b] qb[b]`` per row; a shared Gram (one row) is never broadcast to the batch."""
-    if gram.value.shape[0] == 1:
-        value = ((qa.value @ gram.value[0]) * qb.value).sum(dim=1)
-    else:
-        value = torch.einsum("ni,nij,nj->n", qa.value, gram.value, qb.value)
-    return Scaled(value, qa.log_scale + gram.log_scale + qb.log_scale).normalised()
 
 
 def _quadratic_rows(ta, q: Tensor, tb, budget: int = 2**24, scales=None) -> Tensor:

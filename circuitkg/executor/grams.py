@@ -87,6 +87,15 @@ class _QueryGrams:
             return None
         return BlockView(self.gram(base_a, base_b, weights), tuple(runs_a), tuple(runs_b))
 
+    def has(self, a: Table, b: Table) -> bool:
+        """Whether ``gram(a, b)`` (unweighted, for this numerics and grad mode) is computed already:
+        in this query, this step, or (no autograd) kept from an earlier query at the same state."""
+        key = (id(a), id(b), is_unscaled(), torch.is_grad_enabled())
+        if key in self.memo:
+            return True
+        kept = None if torch.is_grad_enabled() else self.cache._kept.get(key)
+        return kept is not None and kept[0] == (a.state_token(), b.state_token())
+
     def gram(self, a: Table, b: Table, weights: Tensor | None = None) -> Scaled:
         if weights is not None:
             return a.gram(b, weights=weights)

@@ -59,8 +59,7 @@ def gather(weight: Tensor, index: Tensor, transform: Callable[[Tensor], Tensor] 
     if memo is None or not (weight.is_leaf and weight.requires_grad) or index.ndim != 1:
         rows = weight[index]
         return rows if transform is None else transform(rows)
-    key = (id(weight), id(transform), index.data_ptr(), index.shape[0], index.stride(0),
-           index.device, torch.is_grad_enabled())  # fmt: skip
+    key = (id(weight), id(transform), tensor_key(index))
     hit = memo.get(key)
     if hit is not None:
         return hit[2]
@@ -71,6 +70,12 @@ def gather(weight: Tensor, index: Tensor, transform: Callable[[Tensor], Tensor] 
     rows = rows if transform is None else transform(rows)
     memo[key] = (index, weight, rows)  # holding ``index`` keeps its address from being reused
     return rows
+
+
+def tensor_key(x: Tensor) -> tuple:
+    """What identifies ``x``'s values within a step, with the grad mode: its memory (address,
+    shape, strides, device). Sound while ``x`` is alive and unmodified; memos hold ``x`` for that."""
+    return (x.data_ptr(), tuple(x.shape), x.stride(), x.device, x.dtype, torch.is_grad_enabled())
 
 
 def _densify(parameter: Tensor) -> None:

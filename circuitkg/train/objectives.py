@@ -2,11 +2,9 @@
 
 * :func:`pll_loss`: minus the weighted pseudo-log-likelihood (paper 004)
   ``w_s log p(s | r, o) + w_r log p(r | s, o) + w_o log p(o | s, r)``. Normalised forms use
-  :meth:`~circuitkg.CompiledCircuit.log_conditional_of` (squared: one Gram matrix per term, cost
-  ``O(|X| W² + B W²)`` for input width ``W``, independent of ``|X|`` per query), except that a
-  squared term whose domain is no larger than ``W`` takes the all-values plan
-  (:meth:`~circuitkg.CompiledCircuit.log_conditional`, ``O(B |X| W)``, then the observed column),
-  which is cheaper there (UMLS ComplEx² K = 100: 20 ms instead of 850 ms per batch of 256). In score
+  :meth:`~circuitkg.CompiledCircuit.log_mass` (squared: the target summed out through one Gram
+  matrix per table, ``O(|X| W² + B W²)`` for input width ``W`` and shared by the terms, or
+  through all its values, ``O(B |X| W)``, whichever the executor counts cheaper). In score
   form the conditionals are softmaxes of the scores, i.e. 1-vs-all cross-entropy with relation
   prediction as an extra term.
 * :func:`mle_loss`: minus ``log p(s, r, o) = log φ(s, r, o)² - log Z`` (squared; ``φ`` for monotone),
@@ -38,52 +36,27 @@ _COLUMN = {"s": 0, "r": 1, "o": 2}
 
 
 def pll_loss(
-    compiled: CompiledCircuit,
-    triples: Tensor,
-    weights: tuple[float, float, float] = (1, 1, 1),
-    plan: str = "auto",
+    compiled: CompiledCircuit, triples: Tensor, weights: tuple[float, float, float] = (1, 1, 1)
 ) -> Tensor:
     """``-mean_b Σ_v w_v log p(v_b | rest_b)`` for ``v`` in ``(s, r, o)``; zero weights are skipped.
 
-    ``plan``: ``"auto"`` (module docstring), ``"observed"`` (always the observed value's term) or
-    ``"all"`` (always the all-values conditional). In normalised forms the observed value's term is
-    ``log m(s, r, o) - log m(rest)`` with :meth:`~circuitkg.CompiledCircuit.log_mass`, the full
-    triple's ``log m = log φ²`` computed once for the three terms. The terms run in one
-    :func:`~circuitkg.executor.training_step`, so they share Grams and gathers.
+    Each term is :meth:`~circuitkg.CompiledCircuit.log_conditional_of`; the executor sums ``v``
+    out by the cheaper of its Gram and all-values plans (:mod:`circuitkg.executor.summation`). The
+    terms run in one :func:`~circuitkg.executor.training_step`, so they share Grams, gathers and
+    the full triple's ``log φ²``.
     """
-    if plan not in ("auto", "observed", "all"):
-        raise ValueError(f"unknown plan {plan!r}; choose auto, observed or all")
     columns = {v: triples[:, c] for v, c in _COLUMN.items()}
     total = None
-    full = None  # log φ(s, r, o)² (normalised forms), shared by the terms
     with training_step():
         for (target, _, given), weight in zip(_QUERIES, weights, strict=True):
             if weight == 0:
                 continue
             evidence = {v: columns[v] for v in given}
-            value = columns[target]
-            if plan == "all" or (plan == "auto" and _all_values_cheaper(compiled, target)):
-                rows = compiled.log_conditional(target, **evidence)
-                term = rows.gather(1, value.unsqueeze(1)).mean()
-            elif compiled.normalised:
-                full = compiled.log_mass(**columns) if full is None else full
-                term = (full - compiled.log_mass(**evidence)).mean()
-            else:
-                term = compiled.log_conditional_of(target, value, **evidence).mean()
+            term = compiled.log_conditional_of(target, columns[target], **evidence).mean()
             total = -weight * term if total is None else total - weight * term
     if total is None:
         raise ValueError("all PLL weights are zero")
     return total
-
-
-def _all_values_cheaper(compiled: CompiledCircuit, target: str) -> bool:
-    """Squared circuits: ``|X| <= W``, the summed width of the input layers over ``target``."""
-    if compiled.form != "squared":
-        return False
-    width = sum(
-        layer.width for layer in compiled.circuit.input_layers() if layer.variable == target
-    )
-    return compiled.domains[target] <= width
 
 
 def mle_loss(compiled: CompiledCircuit, triples: Tensor) -> Tensor:
