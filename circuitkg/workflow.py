@@ -8,6 +8,7 @@ model, and :func:`load` (``circuitkg.pipeline`` and ``circuitkg.load``).
     result = ckg.pipeline(dataset="nations", model="complex", form="squared", rank=16, epochs=5)
     result.metrics["mrr"]  # filtered test MRR; also hits@k, log_likelihood, ece
     result.topk("o", s="usa", r="embassy", k=5)  # [(name, id, probability), ...]
+    result.sample(3, given={"s": "usa"})  # exact samples, by name
     result.save("runs/nations")
     again = ckg.load("runs/nations")
 
@@ -93,6 +94,22 @@ class PipelineResult:
         """The ``k`` most probable values of ``target`` given names (or ids):
         ``result.topk("o", s="usa", r="embassy")``; see :func:`topk`."""
         return topk(self.compiled, self.kg, target, k, **given)
+
+    def sample(
+        self,
+        num_samples: int,
+        given: dict[str, str | int] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> list[tuple[str, str, str]]:
+        """Exact samples ``(subject, relation, object)`` by name from ``p(rest | given)``, where
+        ``given`` holds names (or ids): ``result.sample(5, given={"s": "usa"})``. Normalised forms
+        only (the score form has no distribution)."""
+        ids = self.compiled.sample(
+            num_samples, given=resolve_given(self.kg, given), generator=generator
+        )
+        columns = [self.compiled.variables.index(v) for v in ("s", "r", "o")]
+        entities, relations = self.kg.id_to_entity, self.kg.id_to_relation
+        return [(entities[s], relations[r], entities[o]) for s, r, o in ids[:, columns].tolist()]
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the run folder described in the module docstring; returns its path."""

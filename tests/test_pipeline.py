@@ -66,6 +66,14 @@ def test_topk_by_name(result, kg):
         result.topk("o", s="zed", r="next")
 
 
+def test_samples_by_name(result):
+    samples = result.sample(50, given={"s": "ann"}, generator=torch.Generator().manual_seed(0))
+    assert len(samples) == 50 and all(s == "ann" for s, _, _ in samples)
+    assert {r for _, r, _ in samples} <= {"next", "prev"} and {o for *_, o in samples} <= set(
+        PEOPLE
+    )
+
+
 def test_save_and_load_restore_model_data_and_metrics(result, kg, tmp_path, capsys):
     folder = result.save(tmp_path / "run")
     again = ckg.load(folder)

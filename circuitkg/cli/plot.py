@@ -30,10 +30,13 @@ def plot(args: argparse.Namespace) -> int:
     history = run_history(args.run_dir, loaded.checkpoint.state)
     if not history:
         raise UsageError(f"{args.run_dir}: the run has no trained epoch, so no loss to plot")
-    plot_loss(history, title=title).savefig(paths[0], dpi=120)
     with torch.no_grad():
         table = reliability(loaded.circuit, loaded.kg, args.split)
-    plot_reliability(table, title=f"{title}, {args.split}").savefig(paths[1], dpi=120)
+    try:
+        plot_loss(history, title=title).savefig(paths[0], dpi=120)
+        plot_reliability(table, title=f"{title}, {args.split}").savefig(paths[1], dpi=120)
+    except ImportError as err:  # matplotlib missing: plots say how to install it
+        raise UsageError(str(err)) from None
     for path in paths:
         print(f"wrote {path}")
     return 0
