@@ -125,8 +125,9 @@ def _sum_logits(layer: SumLayer, values: dict, rows: Tensor, units: Tensor) -> T
     return torch.log(layer.weight.matrix().detach())[units] + log_z
 
 
-def sum_tree(table: Table, leaf_size: int = LEAF_SIZE) -> SumTree:
+def sum_tree(table: Table, leaf_size: int | None = None) -> SumTree:
     """The :class:`~circuitkg.sampling.tree.SumTree` of a non-negative table's columns, kept
-    while the table's parameters are unchanged."""
+    while the table's parameters are unchanged (leaves of :data:`LEAF_SIZE` values by default)."""
+    leaf_size = LEAF_SIZE if leaf_size is None else leaf_size
     key = ("sum-tree", leaf_size, id(table), table.state_token())
     return cached(key, lambda: SumTree(table.log_rows, table.num_values, leaf_size, table.device))
