@@ -11,6 +11,7 @@ import pytest
 import torch
 from circuitkg.compilers import MODELS
 
+import circuitkg as ckg
 from circuitkg.cli import main
 from circuitkg.cli.defaults import config_choices, dataset_names, init_schemes, train_defaults
 from circuitkg.cli.parser import build_parser
@@ -96,6 +97,8 @@ def test_train_on_a_folder_then_predict_by_name(folder, tmp_path, capsys):
     assert main(args) == 0
     recorded = json.loads((out / "best" / "config.json").read_text())["train"]["dataset"]
     assert recorded == str(folder.resolve())  # found again from anywhere
+    again = ckg.load(out)  # a CLI run folder loads as a pipeline result
+    assert again.kg.name == "mykg" and len(again.losses) == 2 and "mrr" in again.metrics
     capsys.readouterr()
     assert main(["predict", "--checkpoint", str(out), "--s", "ann", "--r", "knows", "-k", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
