@@ -76,8 +76,8 @@ def one_vs_all_loss(
 
 
 def _loss_function(loss: str, alpha: float) -> Callable[[Tensor, Tensor], Tensor]:
-    if loss == "ce":
-        return lambda logits, targets: F.cross_entropy(logits, targets)
+    if loss == "ce":  # the logits are log-probabilities already: no second log_softmax
+        return lambda log_probs, targets: F.nll_loss(log_probs, targets)
     from circuitkg.train import label_relaxation
 
     if loss == "label_smoothing":
