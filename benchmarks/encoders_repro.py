@@ -52,7 +52,8 @@ def run(pair, layers, global_term, args):
         "distmult", split.train, rank=args.rank, form=args.form, encoder="refactor",
         layers=layers, global_term=global_term, objective=args.layer_objective,
         subgraph_batch=args.subgraph_batch, preconditioner=args.preconditioner,
-        edge_dropout=args.edge_dropout,
+        edge_dropout=args.edge_dropout, step_size=args.step_size, feature_std=args.feature_std,
+        redraw_features=args.redraw_features,
     )  # fmt: skip
     config = TrainConfig(
         dataset=pair, model="distmult", form=args.form, rank=args.rank, objective=objective,
@@ -94,7 +95,8 @@ def run(pair, layers, global_term, args):
         "form": args.form, "objective": objective, "layer_objective": args.layer_objective,
         "lr": args.lr, "batch_size": args.batch_size, "reg_weight": args.reg_weight,
         "subgraph_batch": args.subgraph_batch, "preconditioner": args.preconditioner,
-        "edge_dropout": args.edge_dropout,
+        "edge_dropout": args.edge_dropout, "step_size": args.step_size,
+        "feature_std": args.feature_std, "redraw_features": args.redraw_features,
         "epochs_max": args.epochs,
         "epochs_run": epochs_run, "stopped": stopped, "best_epoch": trainer.state.best_epoch,
         "valid_mrr": trainer.state.best_metric,
@@ -108,7 +110,7 @@ def run(pair, layers, global_term, args):
     }  # fmt: skip
     print(json.dumps(row), flush=True)
     if not args.no_save:
-        with RESULTS.open("a") as f:
+        with Path(args.results).open("a") as f:
             f.write(json.dumps(row) + "\n")
     return row
 
@@ -142,12 +144,22 @@ def main(argv=None):
         "--edge-dropout", type=float, default=0.0,
         help="share of edges dropped from each training step's layer",
     )  # fmt: skip
+    parser.add_argument(
+        "--step-size", type=float, default=None,
+        help="the layer's η (default: N for the plain step, 1 for degree)",
+    )  # fmt: skip
+    parser.add_argument("--feature-std", type=float, default=1.0, help="random features' σ")
+    parser.add_argument(
+        "--redraw-features", action="store_true",
+        help="fresh random features at every cache reset of training",
+    )  # fmt: skip
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--max-minutes", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--results", default=str(RESULTS), help="the JSON-lines file appended to")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     for pair in args.pairs:

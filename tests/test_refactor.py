@@ -223,3 +223,27 @@ def test_edge_dropout_thins_training_layers_only():
     assert seen == [40, 40]
     with pytest.raises(GraphError, match="edge_dropout"):
         distmult(graph, 3, edge_dropout=1.0)
+
+
+def test_redrawn_features_start_training_cycles_only():
+    edges = torch.tensor([[i % 6, i % 2, (i * 5 + 1) % 6] for i in range(20)])
+    graph = Graph.from_triples(edges, 6, 2)
+    model = distmult(graph, 3, layers=2, redraw_features=True)
+    encoder, decoder = model.encoded_table.encoder, model.encoded_table.decoder
+    starts = []
+    original = encoder.layer
+
+    def recording(g, h, dec):
+        starts.append(h.detach().clone())
+        return original(g, h, dec)
+
+    encoder.layer = recording
+    fixed = encoder.features(graph).detach()
+    encoder.train_step(graph, None, decoder)
+    encoder.train_step(graph, None, decoder)
+    assert not torch.allclose(starts[0], fixed) and not torch.allclose(starts[0], starts[1])
+    starts.clear()
+    encoder.encode(graph, decoder)
+    assert torch.equal(starts[0], fixed)  # inference keeps the encoder's own draw
+    with pytest.raises(GraphError, match="redraw_features"):
+        distmult(graph, 3, features="lookup", redraw_features=True)

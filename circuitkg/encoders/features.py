@@ -65,6 +65,13 @@ class RandomFeatures(NodeFeatures):
     def forward(self, graph: Graph) -> Tensor:
         return self.mean + self.std * self.noise(graph.num_nodes)
 
+    def draw(self, graph: Graph, seed: int) -> Tensor:
+        """``μ + σ ε`` with a fresh ``ε`` from ``seed`` (not cached): a training-time redraw, so
+        the decoder cannot rely on the particular noise of the training nodes."""
+        generator = torch.Generator().manual_seed(int(seed))
+        eps = torch.randn(graph.num_nodes, self.width, generator=generator, dtype=torch.float64)
+        return self.mean + self.std * eps.to(device=self.mean.device, dtype=self.mean.dtype)
+
     def on(self, graph: Graph, features: Tensor | None = None) -> RandomFeatures:
         if features is not None:
             raise GraphError("random features are drawn for the new graph; pass no feature matrix")

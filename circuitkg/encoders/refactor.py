@@ -35,6 +35,11 @@ layer also passes messages over, so a triple's score can read its own edge. ``ed
 drops a random share ``p`` of the edges from each *training* step's layer (a seeded generator;
 inference uses the whole graph), the DropEdge remedy GNN link predictors use for this leakage.
 
+**Feature redraw** (beyond the paper). With random features the training graph's nodes keep one
+fixed draw, which the decoder can learn to rely on; a new graph gets another draw.
+``redraw_features=True`` draws fresh features (a seeded sequence) at every cache reset of training,
+so each ``L``-step cycle starts from new noise; inference keeps the encoder's own seed.
+
 **Stochastic layer** (section 3, "we adopt a stochastic evaluation"). With ``subgraph_batch = b``
 the triples are split into batches of ``b`` (a fixed seeded permutation); each batch's softmax runs
 over the nodes of the subgraph it induces only, and the contributions are summed, normalised by
@@ -68,7 +73,7 @@ import torch
 from torch import Tensor
 
 from circuitkg.encoders.base import DecoderObjective, GraphEncoder, register_encoder
-from circuitkg.encoders.features import NodeFeatures, make_features
+from circuitkg.encoders.features import NodeFeatures, RandomFeatures, make_features
 from circuitkg.encoders.graph import Graph, GraphError
 
 __all__ = ["ReFactor", "distmult_softmax_messages"]
@@ -148,6 +153,7 @@ class ReFactor(GraphEncoder):
         objective: str = "decoder",
         preconditioner: str = "degree",
         edge_dropout: float = 0.0,
+        redraw_features: bool = False,
     ) -> None:
         super().__init__()
         if layers is not None and layers < 1:
@@ -178,6 +184,10 @@ class ReFactor(GraphEncoder):
         self.preconditioner = preconditioner
         self.edge_dropout = float(edge_dropout)
         self._dropout_generator = torch.Generator().manual_seed(self.seed)
+        if redraw_features and not isinstance(features, RandomFeatures):
+            raise GraphError("redraw_features needs random features")
+        self.redraw_features = bool(redraw_features)
+        self._draws = 0
 
     @classmethod
     def build(
@@ -202,7 +212,13 @@ class ReFactor(GraphEncoder):
     def train_step(
         self, graph: Graph, states: Tensor | None, decoder: DecoderObjective | None = None
     ) -> Tensor:
-        h = self.features(graph) if states is None else states
+        if states is not None:
+            h = states
+        elif self.redraw_features:  # a fresh draw at every cache reset (training only)
+            self._draws += 1
+            h = self.features.draw(graph, seed=self.features.seed + 7919 * self._draws)
+        else:
+            h = self.features(graph)
         return self.layer(self._dropped(graph), h, decoder)
 
     def _dropped(self, graph: Graph) -> Graph:
