@@ -38,11 +38,13 @@ import torch
 from circuitkg.compilers.base import KG_VARIABLES, check_kg_circuit
 from circuitkg.constraints.binding import BoundSchema
 from circuitkg.constraints.circuit import constraint_circuit
+from circuitkg.constraints.pll import grouped_normaliser, masked_normaliser
 from circuitkg.constraints.schema import DomainSchema, MissingPolicy, _hint
 from torch import Tensor, nn
 
 from circuitkg.errors import EvidenceError, FormError
 from circuitkg.executor import CompiledCircuit
+from circuitkg.executor.step import memoised_in_step
 from circuitkg.ir import Circuit, multiply
 
 __all__ = ["ConstrainedCircuit", "Prediction", "constrain"]
@@ -73,6 +75,7 @@ class ConstrainedCircuit(nn.Module):
         self.compiled = compiled
         self.bound = bound
         self._product: Circuit | None = None
+        self._allowed: dict[tuple[str, torch.device], list[Tensor]] = {}
         s, r, o = bound.group_masks()
         self.register_buffer("group_masks_s", s, persistent=False)
         self.register_buffer("group_masks_r", r, persistent=False)
@@ -172,9 +175,14 @@ class ConstrainedCircuit(nn.Module):
             ev, _ = self._ids({target: value}, batch_hint=rows.shape[0])
             return rows.gather(1, ev[target].expand(rows.shape[0]).unsqueeze(1))[:, 0]
         ev, batch = self._ids({**given, target: value})
-        norm = self._log_mass({**ev, target: None}, batch)
+        norm = self._class_normaliser(target, ev) if self.form == "squared" else None
+        if norm is None:
+            norm = self._log_mass({**ev, target: None}, batch)
         self._check_possible(norm, {**ev, target: None})
-        return self._log_mass(ev, batch) - norm
+        full = memoised_in_step(  # the PLL's three terms share it
+            self, "log φ² c", [ev[v] for v in KG_VARIABLES], lambda: self._log_mass(ev, batch)
+        )
+        return full - norm
 
     def score_all(self, target: str, **given: Ids) -> Tensor:
         """The model's scores over every value of ``target`` plus ``log c``: ``-inf`` where forbidden.
@@ -272,6 +280,29 @@ class ConstrainedCircuit(nn.Module):
             mass = self._unconstrained_log_mass(base)
             dense = dense.index_put((rows[keep], slots[keep]), mass)
         return torch.logsumexp(dense, dim=1)
+
+    def _class_normaliser(self, target: str, ev: dict[str, Tensor]) -> Tensor | None:
+        """The PLL normaliser from the allowed values' rows (:mod:`circuitkg.constraints.pll`),
+        or ``None`` where that plan does not apply (a target read through several tables)."""
+        if len(self.compiled.expansions.bases(target)) != 1:
+            return None
+        given = {v: i for v, i in ev.items() if v != target}
+        if target == "r":
+            mask = self._relation_allowed(ev["s"], ev["o"])
+            return masked_normaliser(self.compiled, target, mask, given)
+        anchor, other = ("s", self.subject_class) if target == "o" else ("o", self.object_class)
+        anchor_ok = other[ev["r"], self.entity_class[ev[anchor]]]
+        groups = self.group_of_relation[ev["r"]]
+        allowed = self._allowed_ids(target)
+        return grouped_normaliser(self.compiled, target, groups, anchor_ok, allowed, given)
+
+    def _allowed_ids(self, side: str) -> list[Tensor]:
+        """Per signature group, the ids of the entities it allows as ``side`` (kept)."""
+        key = (side, self.device)
+        if key not in self._allowed:
+            masks = self.group_masks_s if side == "s" else self.group_masks_o
+            self._allowed[key] = [row.nonzero()[:, 0] for row in masks]
+        return self._allowed[key]
 
     def _unconstrained_log_mass(self, given: Mapping[str, Tensor]) -> Tensor:
         """``log Σ w φ²`` (or ``Σ w φ``) with ids and weight evidence: the executor's weighted evidence."""

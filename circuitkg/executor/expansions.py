@@ -34,6 +34,7 @@ from circuitkg.executor.semirings import LinearSemiring, LogSemiring
 from circuitkg.ir.layers import InputLayer, ProductLayer, SumLayer
 from circuitkg.numerics import Scaled, scaled_sum
 from circuitkg.params.tables import Table
+from circuitkg.params.views import view_gram
 
 
 @dataclass(frozen=True)
@@ -147,15 +148,21 @@ class Expansions:
             by_base[id(base)].append(Scaled(layer.table.fold(q.value, dim=1), q.log_scale))
         return Expansion(self.bases(target), tuple(scaled_sum(p) for p in by_base.values()))
 
-    def quadratic(self, target: str, **given: Tensor | int) -> Expansion:
+    def quadratic(
+        self, target: str, base_grams: dict[str, Scaled] | None = None, **given: Tensor | int
+    ) -> Expansion:
         """``Q_b`` with ``Σ_rest φ(x, rest, e_b)² = r(x) Q_b r(x)ᵀ`` (squared circuits): variables
-        not given are summed out."""
+        not given are summed out.
+
+        ``base_grams`` may hold, per summed variable of a CP-shaped circuit, the Gram of its one
+        base table, computed already by the caller (a sampler's Gram tree root): it is used
+        instead of the executor's, which saves one ``O(n W²)`` pass over the table."""
         if self._form != "squared":
             raise FormError("quadratic expansions are of squared circuits")
         evidence, batch = self._evidence(given, target=target)
         inputs = _cp_inputs(self._plan.circuit)
         if inputs is not None:
-            return self._cp_quadratic(inputs, target, evidence, batch)
+            return self._cp_quadratic(inputs, target, evidence, batch, base_grams or {})
         evaluator = PairEvaluator(
             self._plan, evidence, self._grams.query(), target=target, batch=batch
         )
@@ -180,7 +187,12 @@ class Expansions:
         return Expansion(bases, tuple(rows))
 
     def _cp_quadratic(
-        self, inputs: dict[str, InputLayer], target: str, evidence: Evidence, batch: int
+        self,
+        inputs: dict[str, InputLayer],
+        target: str,
+        evidence: Evidence,
+        batch: int,
+        base_grams: dict[str, Scaled],
     ) -> Expansion:
         """CP-shaped circuits, ``φ = Σ_k w_k Π_v T_v[x_v, k]``: ``Q[k, l] = a_k a_l Π_v G_v[k, l]``
         with ``a = w ⊙ Π_{v observed} T_v[x_v]`` and ``G_v`` the (weighted) Gram of each summed
@@ -192,7 +204,9 @@ class Expansions:
             value = evidence[variable]
             if variable == target:
                 continue
-            if is_integrated(value):
+            if value is None and variable in base_grams:
+                grams.append(view_gram(base_grams[variable], layer.table, layer.table))
+            elif is_integrated(value):
                 grams.append(query.gram(layer.table, layer.table, weights=value))
             else:
                 rows.append(Scaled.of(layer.table.rows(value)))

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from circuitkg.errors import EvidenceError
+from circuitkg.numerics import Scaled
 from circuitkg.sampling.categorical import MAX_ENTRIES, draw
 from circuitkg.sampling.tree import GramTree, cached
 
@@ -44,6 +45,7 @@ class _Domain:
     bases: tuple
     log_units: list[Tensor]
     tree: GramTree
+    leaf_size: int | None
 
     def rows(self, index: Tensor) -> Tensor:
         return _rows(self.bases, self.log_units, index)
@@ -68,7 +70,7 @@ def _domain(compiled, variable: str, leaf_size: int | None) -> _Domain:
             leaf,
             compiled.device,
         )
-        return _Domain(bases, log_units, tree)
+        return _Domain(bases, log_units, tree, leaf_size)
 
     return cached(key, build)
 
@@ -156,14 +158,29 @@ class _Draws:
     def _expansions(self, order: int) -> Tensor:
         """Coefficient rows ``(P, W)`` or matrices ``(P, W, W)`` of every distinct prefix."""
         plan = self.compiled.expansions
+        extra = {} if order == 1 else {"base_grams": self._tree_grams()}
         expand = plan.linear if order == 1 else plan.quadratic
         parts = []
         chunk = self.chunks[order]
         for start in range(0, self.values.shape[0], chunk):
             block = self.values[start : start + chunk]
             given = {v: block[:, j] for j, v in enumerate(self.known)}
-            parts.append(expand(self.target, **given).coefficients(self.domain.log_units))
+            expansion = expand(self.target, **extra, **given)
+            parts.append(expansion.coefficients(self.domain.log_units))
         return torch.cat(parts)
+
+    def _tree_grams(self) -> dict[str, Scaled]:
+        """The Gram of each summed variable's one base, from its tree (built for its own draw
+        later anyway): the executor need not compute it a second time."""
+        out = {}
+        for v in self.compiled.variables:
+            if v == self.target or v in self.known:
+                continue
+            domain = _domain(self.compiled, v, self.domain.leaf_size)
+            if len(domain.bases) == 1:
+                root = domain.tree.root.unsqueeze(0)
+                out[v] = Scaled(root, (2 * domain.log_units[0]).reshape(1))
+        return out
 
     def last(self) -> Tensor:
         coef = self._expansions(1)
