@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from circuitkg.numerics import Scaled
-from circuitkg.params.tables import select_runs
+from circuitkg.params.views import select_runs
 
 Runs = tuple[tuple[int, int], ...]
 #: a product of view rows with fewer output entries copies the views out and multiplies them

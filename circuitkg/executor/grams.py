@@ -30,7 +30,8 @@ from torch import Tensor
 
 from circuitkg.executor.blocks import BlockView
 from circuitkg.numerics import Scaled, is_unscaled
-from circuitkg.params.tables import MAX_RUNS, Table, base_of, view_gram
+from circuitkg.params.tables import MAX_RUNS, Table
+from circuitkg.params.views import base_of, view_gram
 
 #: per active step: ``id(cache) -> (cache, its shared memo)``; ``None`` outside a step
 _STEP_GRAMS: ContextVar[dict | None] = ContextVar("circuitkg_step_grams", default=None)

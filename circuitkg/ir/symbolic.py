@@ -23,7 +23,7 @@ import torch
 from circuitkg.errors import EvidenceError, StructureError
 from circuitkg.ir.circuit import Circuit
 from circuitkg.ir.layers import InputLayer, Layer, ProductLayer, SumLayer
-from circuitkg.params.tables import KroneckerRowTable, RowTable, SummedTable
+from circuitkg.params.derived import KroneckerRowTable, RowTable, SummedTable
 from circuitkg.params.weights import FixedWeight, KroneckerWeight
 
 
