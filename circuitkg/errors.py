@@ -35,3 +35,9 @@ class UnsupportedHookError(CircuitKGError, TypeError):
 
 class ModelSpecError(CircuitKGError, ValueError):
     """A model is asked for by an unknown name, or with sizes that are not positive integers."""
+
+
+class DistributedError(CircuitKGError, RuntimeError):
+    """A multi-process run or query failed: a peer process died or did not answer within the
+    timeout, the process group could not be set up, or a model cannot be sharded; the message
+    names the operation and the rank."""

@@ -176,6 +176,14 @@ def _train_parser(sub) -> None:
         action="store_true",
         help="no progress output (without it: a progress bar on a terminal, else a line per epoch)",
     )
+    t.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        metavar="N",
+        help="data-parallel training in N local processes (runs itself under torchrun; gloo on "
+        "CPU, NCCL on CUDA): each takes its part of every batch, rank 0 writes the checkpoints",
+    )
 
 
 def _evaluate_parser(sub) -> None:

@@ -9,7 +9,10 @@ the test metrics are printed (and, for a GraIL pair, those on its inference grap
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,7 @@ from circuitkg.cli.common import (
 from circuitkg.cli.parser import ENCODER_FLAGS, FEATURE_KINDS, TRAIN_FIELDS
 from circuitkg.compile import compile as compile_
 from circuitkg.data import InductiveSplit, KnowledgeGraph
+from circuitkg.distributed import DataParallel, World, close_world, init_world, launched, relaunch
 from circuitkg.encoders import ENCODERS, Graph, GraphError
 from circuitkg.eval.grail import evaluate_sampled_ranking, uniform_log_likelihood
 from circuitkg.eval.ranking import keyword_scorer
@@ -40,9 +44,47 @@ RESUME_OPTIONS = ("epochs", "data_root")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train a model (or resume a run), print the test metrics, write checkpoints with --out."""
+    """Train a model (or resume a run), print the test metrics, write checkpoints with --out.
+
+    ``--nproc N`` (N > 1) runs the same command under torchrun in N processes; a process started
+    by torchrun (``WORLD_SIZE > 1``) joins the group and trains data-parallel, and only rank 0
+    prints, writes checkpoints and evaluates the test split."""
+    if args.nproc is not None and args.nproc < 1:
+        raise UsageError(f"--nproc must be positive, got {args.nproc}")
+    if not launched():
+        if args.nproc is not None and args.nproc > 1:
+            return relaunch(args.nproc, without_nproc(args.argv))
+        return train_run(args, None)
+    world = init_world(args.device)
+    if args.nproc is not None and args.nproc != world.size:
+        raise UsageError(f"--nproc {args.nproc} under a launcher of {world.size} processes")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) if not world.is_main else nullcontext():
+            return train_run(args, world)
+    finally:
+        close_world()
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` without ``--nproc N`` / ``--nproc=N``."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def train_run(args: argparse.Namespace, world: World | None) -> int:
+    """:func:`run` in this process; ``world``: the process group of a data-parallel run."""
     log = print if args.quiet else None
-    options = {"progress": not args.quiet, "log": log, "device": args.device}
+    main = world is None or world.is_main
+    options = {"progress": not args.quiet and main, "log": log, "device": args.device}
+    if world is not None:
+        options |= {"device": world.device, "parallel": DataParallel(world)}
     if args.resume:
         path = resume_path(args.resume)
         resumed = load_checkpoint(path).config
@@ -69,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
             f"{under} on {trainer.device}"
         )
     result = trainer.fit()
+    if world is not None:
+        world.barrier("the end of training")
+        if not world.is_main:
+            return 0
     state = result.state
     seconds = sum(r["seconds"] for r in state.history)
     print(f"trained {state.epoch} epochs in {seconds:.1f} s of training steps")

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -76,6 +77,20 @@ __all__ = [
 
 class TrainingDivergedError(CircuitKGError, FloatingPointError):
     """The loss or a parameter became NaN or infinite; the message says where."""
+
+
+class Parallel(Protocol):
+    """What a multi-process run changes in a step (:class:`circuitkg.distributed.DataParallel`):
+    the rank's part of the global batch and its weight, the global loss, the gradient reduction,
+    and whether this process writes checkpoints. ``None`` in :class:`Trainer`: one process."""
+
+    writes_checkpoints: bool
+
+    def local(self, batch: Tensor) -> tuple[Tensor, float]: ...
+
+    def loss(self, local: Tensor, weight: float) -> tuple[Tensor, Tensor]: ...
+
+    def reduce_gradients(self, params: list[Tensor]) -> None: ...
 
 
 @dataclass
@@ -205,7 +220,8 @@ class Trainer:
     ``out`` is the run folder for checkpoints (``None``: none written); ``progress`` shows a tqdm
     bar with the running loss and triples/s when stderr is a terminal (elsewhere, in logs and
     pipes, the bar's ``\r`` updates would flood the output: there only the per-epoch lines
-    appear); ``log`` receives one line per epoch.
+    appear); ``log`` receives one line per epoch. ``parallel`` makes the step data-parallel
+    (:mod:`circuitkg.distributed.data_parallel`).
     """
 
     def __init__(
@@ -218,8 +234,10 @@ class Trainer:
         progress: bool = True,
         log: Callable[[str], None] | None = None,
         device: str | torch.device = "cpu",
+        parallel: Parallel | None = None,
     ) -> None:
         self.config = config
+        self.parallel = parallel
         self.log = log if log is not None else tqdm.write
         self.kg = kg if kg is not None else load(config.dataset, config.data_root)
         self.bound: BoundSchema | None = None
@@ -355,22 +373,29 @@ class Trainer:
 
     def _step(self, batch: Tensor, epoch: int, index: int) -> float:
         config = self.config
+        if self.parallel is not None:
+            batch, weight = self.parallel.local(batch)
         self.optimizer.zero_grad(set_to_none=True)
         with training_step():  # the objective and N3 share gathers and Grams
             loss = self.objective(self.compiled, batch)
             if config.reg == "n3" and config.reg_weight > 0:
                 loss = loss + config.reg_weight * n3(self.model, batch)
+        total = loss
+        if self.parallel is not None:
+            loss, total = self.parallel.loss(loss, weight)
         where = f"epoch {epoch}, step {self.state.step + 1} (batch {index + 1} of the epoch)"
-        if not bool(torch.isfinite(loss)):
+        if not bool(torch.isfinite(total)):
             raise TrainingDivergedError(
-                f"training diverged at {where}: the loss is {loss.item()}; no checkpoint was "
+                f"training diverged at {where}: the loss is {total.item()}; no checkpoint was "
                 "written for this state (try a lower --lr or a larger --reg weight)"
             )
         loss.backward()
+        if self.parallel is not None:
+            self.parallel.reduce_gradients(self.params)
         self.optimizer.step()
         self.state.step += 1
         self._check_parameters(where)
-        return float(loss.detach())
+        return float(total.detach())
 
     def _check_parameters(self, where: str) -> None:
         with torch.no_grad():
@@ -410,7 +435,7 @@ class Trainer:
         return bool(self.config.patience) and state.evals_since_best >= self.config.patience
 
     def _save(self, name: str) -> None:
-        if self.out is None:
+        if self.out is None or not (self.parallel is None or self.parallel.writes_checkpoints):
             return
         save_checkpoint(
             self.out / name, self.model, self.config, self.state, self.optimizer, self.generator,
