@@ -114,6 +114,31 @@ def test_unseen_triples_are_dropped_with_one_warning(tmp_path):
     assert names(kg, "test") == [("b", "likes", "a")]
 
 
+def test_unseen_keep_builds_the_vocabularies_over_all_splits(tmp_path):
+    """The published protocol: nothing dropped, no warning; an entity or relation seen only in
+    valid/test gets an id of its own (sorted order over all splits) and its triples stay."""
+    valid = VALID + "a\tloves\tb\nz\tlikes\ta\n"
+    test = TEST + "a\tlikes\tq\n"
+    folder = write_folder(tmp_path / "toy", valid=valid, test=test)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kg = load_folder(folder, unseen="keep")
+    dropped = load_folder_quietly(folder)
+    assert set(kg.id_to_entity) == set(dropped.id_to_entity) | {"z", "q"}
+    assert kg.id_to_entity == sorted(kg.id_to_entity)
+    assert "loves" in kg.relation_to_id
+    assert ("z", "likes", "a") in names(kg, "valid") and ("a", "loves", "b") in names(kg, "valid")
+    assert ("a", "likes", "q") in names(kg, "test")
+    assert names(kg, "train") == names(dropped, "train")
+    assert len(kg.split("valid")) == len(dropped.split("valid")) + 2
+
+
+def load_folder_quietly(folder):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_folder(folder)
+
+
 def test_no_warning_when_nothing_is_unseen(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -136,7 +161,7 @@ def test_missing_split_and_bad_policy(tmp_path):
     with pytest.raises(FileNotFoundError, match="valid.txt.gz"):
         load_folder(folder)
     with pytest.raises(ValueError, match="unseen"):
-        load_folder(folder, unseen="keep")
+        load_folder(folder, unseen="ignore")
     with pytest.raises(FileNotFoundError):
         load_folder(tmp_path / "nowhere")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from itertools import repeat
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Literal, NoReturn
 
@@ -129,7 +129,7 @@ def _shown(line: str) -> str:
 def load_folder(
     path: str | os.PathLike[str],
     *,
-    unseen: Literal["drop", "raise"] = "drop",
+    unseen: Literal["drop", "raise", "keep"] = "drop",
     name: str | None = None,
     header: Literal["auto"] | bool = "auto",
 ) -> KnowledgeGraph:
@@ -141,8 +141,11 @@ def load_folder(
     sorted (Python string) order, so they do not depend on the order of the triples.
 
     A triple of another split with a name absent from train is dropped (``unseen="drop"``; one
-    :class:`UnseenTriplesWarning` gives the count per split) or raises :class:`DataFormatError`
-    naming the first such name and its line (``unseen="raise"``). Malformed lines always raise
+    :class:`UnseenTriplesWarning` gives the count per split), raises :class:`DataFormatError`
+    naming the first such name and its line (``unseen="raise"``), or is kept (``unseen="keep"``):
+    the vocabularies are then the names of all splits, as in the protocol behind the published
+    benchmark numbers, so an entity seen only in test is ranked with its untrained row (WN18RR:
+    210 of 3,134 test triples have one). Malformed lines always raise
     :class:`DataFormatError` with file, line number and line, as do a truncated or non-gzip
     ``.gz`` file and bytes that are not UTF-8 (by line). An empty train split raises
     :class:`DataFormatError`.
@@ -153,8 +156,8 @@ def load_folder(
     ``False`` never skips. Triples present more than once in a split are kept and counted in one
     :class:`DuplicateTriplesWarning`. Cost: linear in the file sizes (plus a sort per split).
     """
-    if unseen not in ("drop", "raise"):
-        raise DataFormatError(f"unseen must be 'drop' or 'raise', got {unseen!r}")
+    if unseen not in ("drop", "raise", "keep"):
+        raise DataFormatError(f"unseen must be 'drop', 'raise' or 'keep', got {unseen!r}")
     if header not in ("auto", True, False):
         raise DataFormatError(f"header must be 'auto', True or False, got {header!r}")
     folder = Path(path)
@@ -171,17 +174,19 @@ def load_folder(
         raise DataFormatError(
             f"{train.path}: the train split holds no triples (the vocabularies come from it)"
         )
-    entities = sorted(set(train.heads).union(train.tails))
-    relations = sorted(set(train.relations))
+    known = set(train.heads).union(train.tails, train.relations)
+    others = {split: _TripleFile(split_path) for split, split_path in files.items()}
+    for file in others.values():
+        _header(file, header, known)
+    vocabulary_files = [train, *others.values()] if unseen == "keep" else [train]
+    entities = sorted({e for f in vocabulary_files for e in chain(f.heads, f.tails)})
+    relations = sorted({r for f in vocabulary_files for r in f.relations})
     entity_to_id = {e: i for i, e in enumerate(entities)}
     relation_to_id = {r: i for i, r in enumerate(relations)}
 
     splits = {"train": _encode(train, entity_to_id, relation_to_id)}
     dropped: dict[str, str] = {}
-    known = set(entity_to_id).union(relation_to_id)
-    for split, split_path in files.items():
-        file = _TripleFile(split_path)
-        _header(file, header, known)
+    for split, file in others.items():
         triples = _encode(file, entity_to_id, relation_to_id)
         seen = (triples >= 0).all(dim=1)
         if not bool(seen.all()):
@@ -243,7 +248,7 @@ def load(
     name: str,
     root: str | os.PathLike[str] | None = None,
     *,
-    unseen: Literal["drop", "raise"] = "drop",
+    unseen: Literal["drop", "raise", "keep"] = "drop",
 ) -> KnowledgeGraph:
     """Load a named benchmark dataset (``unseen`` as in :func:`load_folder`).
 
