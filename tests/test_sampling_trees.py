@@ -56,12 +56,14 @@ def test_gram_tree_draws_follow_squared_linear_forms(n, width, leaf_size, seed):
     torch.manual_seed(seed)
     rows = torch.randn(n, width, dtype=torch.float64)
     coef = torch.randn(3, width, dtype=torch.float64)
-    tree = GramTree(lambda index: rows[index], n, leaf_size)
+    tree = GramTree(
+        lambda index: rows[index], n, leaf_size, max_entries=50
+    )  # leaves built in chunks
     which = torch.arange(3).repeat_interleave(N // 3)
-    x = tree.draw(coef[which], _gen(seed % 1000))
-    assert bool(((x >= 0) & (x < n)).all())
     probs = (coef @ rows.T) ** 2
     probs = probs / probs.sum(dim=1, keepdim=True)
+    x = tree.draw(coef[which], _gen(seed % 1000))
+    assert bool(((x >= 0) & (x < n)).all())
     assert _p_value(_counts(which, x, 3, n), probs) > ALPHA
     assert torch.allclose(tree.root, rows.T @ rows)
 

@@ -77,19 +77,21 @@ def _groups(node: Tensor, num_nodes: int):
 
 
 class GramTree:
-    """A complete binary tree of block Grams over ``num_values`` rows (module docstring)."""
+    """A complete binary tree of block Grams over ``num_values`` rows (module docstring); the
+    leaves' Grams are built ``max_entries`` rows' entries at a time."""
 
     def __init__(
-        self, rows: Rows, num_values: int, leaf_size: int, device: torch.device | None = None
+        self,
+        rows: Rows,
+        num_values: int,
+        leaf_size: int,
+        device: torch.device | None = None,
+        max_entries: int = 1 << 24,
     ) -> None:
         self.rows = rows
         self.blocks = _Blocks(num_values, leaf_size)
-        leaves = []
-        for leaf in range(2**self.blocks.depth):
-            start, stop = self.blocks.span(leaf)
-            r = rows(torch.arange(start, stop, device=device))
-            leaves.append(r.T @ r)
-        level = torch.stack(leaves)
+        self.max_entries = max_entries
+        level = self._leaf_grams(device)
         width = level.shape[-1]
         #: per level, each internal node's children side by side: (2^l, W, 2W)
         self.children: list[Tensor] = []
@@ -100,21 +102,37 @@ class GramTree:
         #: ``Σ_x r(x)ᵀ r(x)``
         self.root = level[0]
 
+    def _leaf_grams(self, device: torch.device | None) -> Tensor:
+        """``(2^d, W, W)``: the leaves' Grams, a chunk of leaves per batched product (the last
+        leaves padded with zero rows)."""
+        size, leaves, n = self.blocks.size, 2**self.blocks.depth, self.blocks.num_values
+        width = self.rows(torch.zeros(1, dtype=torch.long, device=device)).shape[1]
+        step = max(1, self.max_entries // (size * width))
+        out = []
+        for first in range(0, leaves, step):
+            count = min(step, leaves - first)
+            lo, hi = min(first * size, n), min((first + count) * size, n)
+            r = self.rows(torch.arange(lo, hi, device=device))
+            if hi - lo < count * size:
+                r = torch.cat([r, r.new_zeros(count * size - (hi - lo), width)])
+            r = r.reshape(count, size, width)
+            out.append(r.transpose(1, 2) @ r)
+        return torch.cat(out)
+
     def draw(self, coef: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``x_i ~ p(x) ∝ (coef[i] · r(x))²``, shape ``(N,)``."""
         n, width = coef.shape
         node = torch.zeros(n, dtype=torch.long, device=coef.device)
         for level, grams in enumerate(self.children):
             u = uniform(n, generator, coef.device)
-            right = torch.zeros(n, dtype=torch.bool, device=coef.device)
+            mass = coef.new_empty(n, 2)
             for v, idx in _groups(node, 2**level):
                 c = coef[idx]
-                mass = ((c @ grams[v]).reshape(-1, 2, width) * c.unsqueeze(1)).sum(-1)
-                mass = mass.clamp_min(0).to(torch.float64)
-                total = mass.sum(dim=1)
-                # an all-zero node (rounding) goes left, where the values are
-                right[idx] = (u[idx] * total >= mass[:, 0]) & (total > 0)
-            node = 2 * node + right
+                mass[idx] = ((c @ grams[v]).reshape(-1, 2, width) * c.unsqueeze(1)).sum(-1)
+            mass = mass.clamp_min(0).to(torch.float64)
+            total = mass.sum(dim=1)
+            # an all-zero node (rounding) goes left, where the values are
+            node = 2 * node + ((u * total >= mass[:, 0]) & (total > 0))
         return self._leaf_draws(coef, node, generator)
 
     def _leaf_draws(self, coef: Tensor, leaf: Tensor, generator) -> Tensor:
