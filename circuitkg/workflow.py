@@ -42,14 +42,15 @@ import torch
 
 from circuitkg.compile import compile as compile_
 from circuitkg.compilers import KGEModel
-from circuitkg.constraints import ConstrainedCircuit, Prediction, constrain
+from circuitkg.constraints import ConstrainedCircuit, constrain
 from circuitkg.data import DataFormatError, KnowledgeGraph, from_triples, load_folder
 from circuitkg.data import load as load_dataset
 from circuitkg.data.loaders import REQUIRED_SPLITS, SUFFIXES
-from circuitkg.errors import CircuitKGError, EvidenceError
+from circuitkg.errors import CircuitKGError
 from circuitkg.eval.calibration import ReliabilityTable, reliability_table
 from circuitkg.eval.runner import EvaluationResult, corrupt, evaluate, triple_probabilities
 from circuitkg.executor import CompiledCircuit
+from circuitkg.executor.names import Prediction
 from circuitkg.sampling.io import resolve_given
 from circuitkg.train import TrainConfig, TrainState, load_checkpoint, save_checkpoint, train
 from circuitkg.train.checkpoint import check_vocabulary
@@ -288,28 +289,12 @@ def topk(
     **given: str | int,
 ) -> list[Prediction]:
     """The ``k`` most probable values of ``target`` (``"s"``, ``"r"`` or ``"o"``) given names or
-    ids of the other variables (those not given are summed out), by name, most probable first.
-
-    A circuit with a ``topk`` of its own answers through it (a schema-constrained one lists only
-    what its schema allows); otherwise one all-value conditional is ranked: ``O(nK)``.
-    """
-    own = getattr(circuit, "topk", None)
-    if own is not None:
-        return own(target, k, **given)
-    if target not in ("s", "r", "o") or target in given:
-        raise EvidenceError(f"target must be one of s, r, o and not given, got {target!r}")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise EvidenceError(f"k must be a positive integer, got {k!r}")
-    ids = resolve_given(kg, given)
-    evidence = {v: torch.tensor([i], device=circuit.device) for v, i in ids.items()}
-    with torch.no_grad():
-        probs = circuit.log_conditional(target, **evidence)[0].exp()
-    top = torch.topk(probs, min(k, probs.numel()))
-    names = kg.id_to_relation if target == "r" else kg.id_to_entity
-    return [
-        Prediction(names[i], i, p)
-        for i, p in zip(top.indices.tolist(), top.values.tolist(), strict=True)
-    ]
+    ids of the other variables (those not given are summed out), by ``kg``'s names, most probable
+    first: the circuit's own ``topk`` (a schema-constrained one lists only what its schema
+    allows), one all-value conditional, ``O(nK)``."""
+    top = circuit.topk(target, k, **resolve_given(kg, given))
+    names = kg.variable_names()[target]
+    return [Prediction(names[p.id], p.id, p.probability) for p in top]
 
 
 def reliability(

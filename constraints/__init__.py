@@ -21,10 +21,12 @@ from circuitkg.constraints.circuit import (
     determinism_violation,
     is_deterministic,
 )
-from circuitkg.constraints.constrained import ConstrainedCircuit, Prediction, constrain
+from circuitkg.constraints.constrained import ConstrainedCircuit, constrain
 from circuitkg.constraints.io import read_json, read_tsv, write_json, write_tsv
 from circuitkg.constraints.schema import DomainSchema, SchemaError, SchemaFormatError, Signature
 from circuitkg.constraints.synthetic import biomedical_kg
+
+from circuitkg.executor.names import Prediction
 
 __all__ = [
     "BoundSchema",

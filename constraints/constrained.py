@@ -32,7 +32,6 @@ conditioning a trained model post hoc is wrapping its compiled circuit (:func:`c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
 
 import torch
 from circuitkg.compilers.base import KG_VARIABLES, check_kg_circuit
@@ -44,20 +43,14 @@ from torch import Tensor, nn
 
 from circuitkg.errors import EvidenceError, FormError
 from circuitkg.executor import CompiledCircuit
+from circuitkg.executor.names import Prediction
 from circuitkg.executor.step import memoised_in_step
 from circuitkg.ir import Circuit, multiply
+from circuitkg.sampling import sample
 
-__all__ = ["ConstrainedCircuit", "Prediction", "constrain"]
+__all__ = ["ConstrainedCircuit", "constrain"]
 
 Ids = Tensor | int | list[int]
-
-
-class Prediction(NamedTuple):
-    """One answer of :meth:`ConstrainedCircuit.topk`."""
-
-    name: str
-    id: int
-    probability: float
 
 
 class ConstrainedCircuit(nn.Module):
@@ -230,8 +223,6 @@ class ConstrainedCircuit(nn.Module):
         for squared and monotone models alike: ``p(s)``, ``p(r | s)`` per distinct ``s``,
         ``p(o | s, r)`` per distinct ``(s, r)``.
         """
-        from circuitkg.sampling import sample
-
         given = {
             v: self._resolve(v, x) if isinstance(x, str) else x for v, x in (given or {}).items()
         }

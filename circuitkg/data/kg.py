@@ -125,6 +125,10 @@ class KnowledgeGraph:
         """All true triples (train, valid and test present) concatenated: the ranking filter."""
         return torch.cat([self.splits[s] for s in POSITIVE_SPLITS if s in self.splits])
 
+    def variable_names(self) -> dict[str, list[str]]:
+        """The names of each KG variable's values (``ckg.compile(model, vocabulary=kg)``)."""
+        return {"s": self.id_to_entity, "r": self.id_to_relation, "o": self.id_to_entity}
+
     def entity_id(self, name: str) -> int:
         """The id of entity ``name``; :class:`UnknownNameError` naming close names if absent."""
         return _lookup("entity", self.entity_to_id, name)

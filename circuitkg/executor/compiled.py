@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from circuitkg.errors import EvidenceError, FormError
 from circuitkg.executor.expansions import Expansions
 from circuitkg.executor.grams import GramCache
+from circuitkg.executor.names import Prediction, Vocabulary, resolve, top_values
 from circuitkg.executor.pairs import PairEvaluator
 from circuitkg.executor.passes import Evidence, Plan, adjoint, forward, is_integrated
 from circuitkg.executor.semirings import LinearSemiring, LogSemiring, PlainSemiring
@@ -69,7 +70,13 @@ class CompiledCircuit(nn.Module):
     grows with ``B · n`` or ``B · K²`` (all-value conditionals, pair-mode marginals).
     """
 
-    def __init__(self, circuit: Circuit, form: str = "squared", batch_chunk: int = 1024) -> None:
+    def __init__(
+        self,
+        circuit: Circuit,
+        form: str = "squared",
+        batch_chunk: int = 1024,
+        vocabulary: Vocabulary | None = None,
+    ) -> None:
         super().__init__()
         if form not in FORMS:
             raise FormError(f"unknown form {form!r}; choose one of {FORMS}")
@@ -89,6 +96,10 @@ class CompiledCircuit(nn.Module):
         self.plan = Plan(circuit)
         self.semiring = LogSemiring() if form == "monotone" else LinearSemiring()
         self.grams = GramCache()
+        #: the names of each variable's values (queries then take names where they take ids)
+        self.vocabulary = vocabulary
+        if vocabulary is not None:
+            vocabulary.check(self.domains)
         #: how a squared query sums one variable out: ``"gram"``, ``"values"`` or ``"auto"`` (the
         #: cheaper by :mod:`~circuitkg.executor.summation`'s count)
         self.summation_plan = "auto"
@@ -218,6 +229,14 @@ class CompiledCircuit(nn.Module):
         norm = self._log_unnormalised({**evidence, target: None})
         return full - norm
 
+    def topk(self, target: str, k: int = 10, **given: str | int) -> list[Prediction]:
+        """The ``k`` most probable values of ``target`` given names (with a bound vocabulary) or
+        ids: ``c.topk("o", s="usa", r="embassy", k=3)``; variables not given are summed out.
+        One all-value conditional, ``O(n K)``."""
+        return top_values(
+            self.log_conditional, self.vocabulary, self.variables, self.device, target, k, given
+        )
+
     def sample(
         self,
         num_samples: int,
@@ -225,7 +244,9 @@ class CompiledCircuit(nn.Module):
         given: dict[str, EvidenceValue] | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Exact samples ``(num_samples, V)`` from ``p(rest | given)``: :func:`circuitkg.sampling.sample`."""
+        """Exact samples ``(num_samples, V)`` from ``p(rest | given)``, given names or ids:
+        :func:`circuitkg.sampling.sample`."""
+        given = {v: resolve(self.vocabulary, v, x) for v, x in (given or {}).items()}
         return sample(self, num_samples, given=given, generator=generator)
 
     @property
@@ -425,7 +446,9 @@ class CompiledCircuit(nn.Module):
         return evidence, batch
 
     def _evidence_value(self, var: str, value: EvidenceValue) -> Tensor:
-        """Observed ids ``(B,)`` (ints) or summation weights ``(B, |X|)`` (floats), validated."""
+        """Observed ids ``(B,)`` (ints, or names with a bound vocabulary) or summation weights
+        ``(B, |X|)`` (floats), validated."""
+        value = resolve(self.vocabulary, var, value)
         size = self.domains[var]
         device = self.device
         if not isinstance(value, Tensor) or value.device != device:
