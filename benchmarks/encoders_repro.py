@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -53,7 +55,7 @@ def run(pair, layers, global_term, args):
         layers=layers, global_term=global_term, objective=args.layer_objective,
         subgraph_batch=args.subgraph_batch, preconditioner=args.preconditioner,
         edge_dropout=args.edge_dropout, step_size=args.step_size, feature_std=args.feature_std,
-        redraw_features=args.redraw_features,
+        redraw_features=args.redraw_features, steps_per_layer=args.steps_per_layer,
     )  # fmt: skip
     config = TrainConfig(
         dataset=pair, model="distmult", form=args.form, rank=args.rank, objective=objective,
@@ -97,7 +99,7 @@ def run(pair, layers, global_term, args):
         "subgraph_batch": args.subgraph_batch, "preconditioner": args.preconditioner,
         "edge_dropout": args.edge_dropout, "step_size": args.step_size,
         "feature_std": args.feature_std, "redraw_features": args.redraw_features,
-        "epochs_max": args.epochs,
+        "steps_per_layer": args.steps_per_layer, "epochs_max": args.epochs,
         "epochs_run": epochs_run, "stopped": stopped, "best_epoch": trainer.state.best_epoch,
         "valid_mrr": trainer.state.best_metric,
         "test_mrr": full["mrr"], "test_hits@10": full["hits@10"],
@@ -107,6 +109,7 @@ def run(pair, layers, global_term, args):
         "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - start,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "machine": platform.machine(),
+        "command": shlex.join(["python", "benchmarks/encoders_repro.py", *sys.argv[1:]]),
     }  # fmt: skip
     print(json.dumps(row), flush=True)
     if not args.no_save:
@@ -152,6 +155,10 @@ def main(argv=None):
     parser.add_argument(
         "--redraw-features", action="store_true",
         help="fresh random features at every cache reset of training",
+    )  # fmt: skip
+    parser.add_argument(
+        "--steps-per-layer", type=int, default=1,
+        help="optimiser steps per layer depth (batches per epoch: the paper's schedule)",
     )  # fmt: skip
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--patience", type=int, default=3)

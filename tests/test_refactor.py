@@ -247,3 +247,27 @@ def test_redrawn_features_start_training_cycles_only():
     assert torch.equal(starts[0], fixed)  # inference keeps the encoder's own draw
     with pytest.raises(GraphError, match="redraw_features"):
         distmult(graph, 3, features="lookup", redraw_features=True)
+
+
+def test_steps_per_layer_keeps_each_depth_for_k_steps():
+    edges = torch.tensor([[i % 6, i % 2, (i * 5 + 1) % 6] for i in range(20)])
+    graph = Graph.from_triples(edges, 6, 2)
+    model = distmult(graph, 3, layers=2, steps_per_layer=3)
+    table = model.encoded_table
+    inputs, original = [], table.encoder.train_step
+
+    def recording(g, states, decoder):
+        inputs.append(None if states is None else states.clone())
+        return original(g, states, decoder)
+
+    table.encoder.train_step = recording
+    model.train()
+    outputs = []
+    for _ in range(7):
+        outputs.append(table.full().detach().clone())
+        with torch.no_grad():  # an optimiser step: a new parameter state
+            next(model.parameters()).add_(0.01)
+    assert [x is None for x in inputs] == [True, True, True, False, False, False, True]
+    assert all(torch.equal(inputs[i], outputs[2]) for i in (3, 4, 5))
+    with pytest.raises(GraphError, match="steps_per_layer"):
+        distmult(graph, 3, steps_per_layer=0)

@@ -40,6 +40,12 @@ fixed draw, which the decoder can learn to rely on; a new graph gets another dra
 ``redraw_features=True`` draws fresh features (a seeded sequence) at every cache reset of training,
 so each ``L``-step cycle starts from new noise; inference keeps the encoder's own seed.
 
+**Steps per layer.** By default each optimiser step applies one layer (depth ``t mod L + 1``).
+Paper 000 computes one layer per *full pass* over the triples and clears the cache "every L full
+batches"; ``steps_per_layer = k`` keeps each depth for ``k`` optimiser steps (each recomputing the
+layer from the same cached input with the current relation embeddings), so ``k`` = batches per
+epoch is the paper's schedule.
+
 **Stochastic layer** (section 3, "we adopt a stochastic evaluation"). With ``subgraph_batch = b``
 the triples are split into batches of ``b`` (a fixed seeded permutation); each batch's softmax runs
 over the nodes of the subgraph it induces only, and the contributions are summed, normalised by
@@ -154,6 +160,7 @@ class ReFactor(GraphEncoder):
         preconditioner: str = "degree",
         edge_dropout: float = 0.0,
         redraw_features: bool = False,
+        steps_per_layer: int = 1,
     ) -> None:
         super().__init__()
         if layers is not None and layers < 1:
@@ -187,6 +194,9 @@ class ReFactor(GraphEncoder):
         if redraw_features and not isinstance(features, RandomFeatures):
             raise GraphError("redraw_features needs random features")
         self.redraw_features = bool(redraw_features)
+        if steps_per_layer < 1:
+            raise GraphError(f"steps_per_layer must be positive, got {steps_per_layer}")
+        self.steps_per_layer = int(steps_per_layer)
         self._draws = 0
 
     @classmethod

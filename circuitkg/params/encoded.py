@@ -154,9 +154,18 @@ class EncodedTable(Table):
         if pending is not None and pending.token == token:
             states = pending.states  # backward ran without a step: recompute, do not advance
         else:
-            reset = self.encoder.reset_every
-            fresh = not self.has_states or (reset is not None and int(self.steps) % reset == 0)
-            states = None if fresh else self.node_states.clone()
+            # ``steps_per_layer = k``: k optimiser steps per depth, each recomputing the layer
+            # from the same input states with the current parameters (paper 000 advances the
+            # cache once per full pass over the triples, "every L full batches")
+            k = int(getattr(self.encoder, "steps_per_layer", 1))
+            step = int(self.steps)
+            if step % k == 0 or pending is None:
+                reset = self.encoder.reset_every
+                layer = step // k
+                fresh = not self.has_states or (reset is not None and layer % reset == 0)
+                states = None if fresh else self.node_states.clone()
+            else:
+                states = pending.states
             self.steps += 1
         table = self.encoder.train_step(self.graph, states, self.decoder)
         self.encoder_calls += 1
