@@ -340,7 +340,7 @@ def test_bad_query_arguments_are_library_errors(compiled):
         compiled.log_conditional("o", s=torch.tensor([[0], [1]]), r=torch.tensor([0, 1]))
     with pytest.raises(EvidenceError, match="num_samples must be a whole number, got 2.5"):
         compiled.sample(2.5)
-    with pytest.raises(EvidenceError, match="is the name 'alice'.*resolve_given"):
+    with pytest.raises(EvidenceError, match="names need a vocabulary.*vocabulary=kg"):
         compiled.sample(3, given={"s": "alice"})
     with pytest.raises(ModelSpecError, match="unknown model 'transh'"):
         create_model("transh", 5, 2, 3)

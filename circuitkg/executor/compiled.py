@@ -44,6 +44,7 @@ from circuitkg.executor.passes import Evidence, Plan, adjoint, forward, is_integ
 from circuitkg.executor.semirings import LinearSemiring, LogSemiring, PlainSemiring
 from circuitkg.executor.step import memoised_in_step
 from circuitkg.executor.summation import fold_to_bases, log_sum_out
+from circuitkg.forms import check_form
 from circuitkg.ir.circuit import Circuit
 from circuitkg.numerics import (
     Scaled,
@@ -57,7 +58,6 @@ from circuitkg.numerics import (
 )
 from circuitkg.sampling import sample
 
-FORMS = ("score", "monotone", "squared")
 PLAIN = PlainSemiring()
 #: ids (int or long tensor ``(B,)``) or summation weights (float tensor ``(B, |X|)`` or ``(|X|,)``)
 EvidenceValue = Tensor | int
@@ -78,8 +78,7 @@ class CompiledCircuit(nn.Module):
         vocabulary: Vocabulary | None = None,
     ) -> None:
         super().__init__()
-        if form not in FORMS:
-            raise FormError(f"unknown form {form!r}; choose one of {FORMS}")
+        check_form(form)
         circuit.require("smooth", "decomposable", operation=f"compiling the {form} form")
         if form == "monotone":
             circuit.require("monotone", operation="the monotone form")
@@ -536,4 +535,4 @@ def _rows(index: Tensor | None, start: int, size: int) -> Tensor | None:
     return None if index is None else index[start : start + size]
 
 
-__all__ = ["FORMS", "CompiledCircuit", "Scaled"]
+__all__ = ["CompiledCircuit", "Scaled"]

@@ -9,6 +9,7 @@ from typing import Any
 
 from circuitkg.compilers import MODELS
 from circuitkg.errors import CircuitKGError
+from circuitkg.forms import FORMS
 from circuitkg.train.initialisation import INITS
 
 OBJECTIVES = ("pll", "mle", "ce", "margin")
@@ -70,7 +71,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid option."""
         check_choice("model", self.model.lower(), sorted(MODELS))
-        check_choice("form", self.form, ("score", "monotone", "squared"))
+        check_choice("form", self.form, FORMS)
         check_choice("init", self.init, INITS)
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
