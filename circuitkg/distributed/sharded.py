@@ -18,11 +18,13 @@ query                       math                                                
 ``log_marginal``            the summed variable's Gram (reduced) in ``qᵀ G q``     as above
 ``log_conditional_of``      PLL term ``φ² / qᵀ G q``, rows gathered, Gram          as above
                             reduced
-``log_conditional_shard``   ``φ(x) = c · T_i[x]`` on the rank's ``n_i`` rows     ``≈ 8 W B``
-                            (``c`` from the gathered rows of the evidence), then   (rows) + 16 B
-                            a distributed log-sum-exp: max and ``Σ exp`` each
-                            all-reduced; with another variable summed out
-                            ``Σ_rest φ² = T_i[x] Q T_i[x]ᵀ``
+``log_conditional_shard``   ``φ(x) = c · T_i[x]`` on the rank's ``n_i`` rows     ``≈ 16 W B``
+                            (``c`` from the gathered rows of the evidence); with   (rows) + 16 B
+                            another variable summed out ``Σ_rest φ² =`` (score)
+                            ``T_i[x] Q T_i[x]ᵀ``. Squared: divided by the mass
+                            ``qᵀ G q`` of the reduced Gram (``log_mass``); score:
+                            a distributed log-sum-exp, max and ``Σ exp`` each
+                            all-reduced
 ``topk``                    per-shard top-k of the above, all-gathered            ``12 N B k``
                             ``(value, id)`` candidates, merged
 ``log_conditional``         the shards all-gathered (``(B, n)`` on every rank;    ``4 B n``
@@ -131,8 +133,14 @@ class ShardedCircuit:
                 "use log_conditional"
             )
         with torch.no_grad():
-            scores = self._local_scores(target, given)  # score form: a softmax of the scores
-            return scores - self._log_normaliser(scores)
+            observed = all(v in given for v in self.variables if v != target)
+            scores = self._local_scores(target, given, observed)
+            if self.form == "squared" and observed:
+                # Σ_x φ² over all ranks is the mass with the target summed out, qᵀ G q through
+                # the reduced Gram (kept across queries): O(B W²) instead of O(B n_i)
+                return scores.sub_(self.compiled.log_mass(**given).unsqueeze(1))
+            # score form (a softmax of the scores), or rows each up to a constant of their own
+            return scores.sub_(self._log_normaliser(scores))
 
     def log_conditional(self, target: str, **given: Tensor | int) -> Tensor:
         """``(B, |target|)`` on every rank: relations replicated, entities all-gathered shards."""
@@ -172,13 +180,13 @@ class ShardedCircuit:
         return sample_sharded(self, num_samples, given=given, seed=seed)
 
     # --- helpers ------------------------------------------------------------------------------------
-    def _local_scores(self, target: str, given: dict[str, Tensor | int]) -> Tensor:
-        """Unnormalised log-masses (squared: ``log φ²`` or ``log Σ_rest φ²``; score: ``φ``) of
-        this rank's values of ``target``, ``(B, n_i)``, each row up to a constant of its own."""
+    def _local_scores(self, target: str, given: dict[str, Tensor | int], observed: bool) -> Tensor:
+        """Unnormalised log-masses of this rank's values of ``target``, ``(B, n_i)``: with every
+        other variable ``observed``, ``log φ²`` (squared) or ``φ`` (score); else ``log Σ_rest φ²``,
+        each row up to a constant of its own."""
         plan = self.compiled.expansions
         bases = plan.bases(target)
         local = [b.local_rows for b in bases]
-        observed = all(v in given for v in self.variables if v != target)
         if observed:
             expansion = plan.linear(target, **given)
             phi = scaled_sum(
@@ -187,13 +195,17 @@ class ShardedCircuit:
                     for c, rows in zip(expansion.blocks, local, strict=True)
                 ]
             )
-            return phi.dense() if self.form == "score" else 2.0 * phi.log_abs()
+            if self.form == "score":
+                return phi.dense()
+            scale = 2.0 * phi.log_scale.reshape(-1, 1)
+            log_abs = phi.value.abs_().log_()
+            return torch.add(scale, log_abs, alpha=2.0, out=log_abs)  # in place: 2 log|φ|
         if self.form == "score":
             raise EvidenceError("a score circuit has no conditional with a variable summed out")
         q = plan.quadratic(target, **given).coefficients([torch.zeros(()) for _ in bases])
         rows = torch.cat(local, dim=1)
         mass = torch.einsum("xi,bij,xj->bx", rows, q, rows)
-        return torch.log(mass.clamp_min(0))
+        return mass.clamp_min_(0).log_()
 
     def _log_normaliser(self, scores: Tensor) -> Tensor:
         """``(B, 1)``: ``log Σ_x exp(scores[b, x])`` over the values of every rank."""

@@ -26,7 +26,8 @@ so every rank returns the same samples.
 
 **Cost per entity draw.** ``O(W²)`` for the ``N`` rank masses, all-gathered (``4 N`` bytes per
 draw), ``O(W² log n_i)`` on the owner, and an all-reduce of the ids (``≈ 16`` bytes per draw);
-building the local trees ``O(n_i W²)`` and reducing the roots ``≈ 8 W²`` bytes.
+building the local trees ``O(n_i W²)`` and reducing the roots ``≈ 8 W²`` bytes, once per parameter
+state (kept like the single-process trees, :func:`~circuitkg.sampling.tree.cached`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from torch import Tensor
 from circuitkg.distributed.sharded_table import ShardedTable
 from circuitkg.errors import FormError
 from circuitkg.sampling.categorical import draw, normalise_given
-from circuitkg.sampling.tree import GramTree
+from circuitkg.sampling.tree import GramTree, cached
 
 #: the order in which free variables are drawn
 ORDER = ("r", "s", "o")
@@ -71,6 +72,13 @@ class _ShardedDomain:
         if bool(mine.any()):
             out[mine] = self.start + self.tree.draw(coef[mine], local)
         return self.world.all_reduce(out)
+
+
+def _domain(bases: tuple[ShardedTable, ...], leaf_size: int) -> _ShardedDomain:
+    """The variable's :class:`_ShardedDomain`, kept while its tables are unchanged (every rank
+    makes the same calls, so hits and the root's all-reduce agree)."""
+    key = ("sharded-gram-tree", leaf_size, tuple((id(b), b.state_token()) for b in bases))
+    return cached(key, lambda: _ShardedDomain(bases, leaf_size))
 
 
 def _replicated_rows(bases, units: list[Tensor], size: int) -> Tensor:
@@ -110,9 +118,7 @@ def sample_sharded(
             bases = plan.bases(target)
             sharded_bases = all(isinstance(b, ShardedTable) for b in bases)
             width = sum(b.width for b in bases)
-            domain = (
-                _ShardedDomain(bases, leaf_size or max(64, 2 * width)) if sharded_bases else None
-            )
+            domain = _domain(bases, leaf_size or max(64, 2 * width)) if sharded_bases else None
             units = domain.units if domain else [torch.log(b.abs_max()) for b in bases]
             names = [v for v in compiled.variables if v in known]
             if names:

@@ -36,6 +36,8 @@ from circuitkg.errors import DistributedError
 TIMEOUT_ENV = "CIRCUITKG_DIST_TIMEOUT"
 DEFAULT_TIMEOUT = 300.0
 _OPS = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
+#: payload bytes this process has handed to collectives, and how many (read by measurements)
+TRAFFIC = {"bytes": 0, "calls": 0}
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class World:
 
     def all_reduce(self, x: Tensor, op: str = "sum") -> Tensor:
         """``x`` reduced over all processes, in place (``op``: sum, max or min); returns ``x``."""
+        _count(x)
         with self.collective(f"all_reduce({op}) of {tuple(x.shape)}"):
             dist.all_reduce(x, op=_OPS[op])
         return x
@@ -72,6 +75,7 @@ class World:
     def all_gather(self, x: Tensor) -> Tensor:
         """``(size, *x.shape)``: every process's ``x`` (equal shapes) stacked by rank."""
         parts = [torch.empty_like(x) for _ in range(self.size)]
+        _count(x)
         with self.collective(f"all_gather of {tuple(x.shape)}"):
             dist.all_gather(parts, x.contiguous())
         return torch.stack(parts)
@@ -135,6 +139,11 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _count(x: Tensor) -> None:
+    TRAFFIC["bytes"] += x.numel() * x.element_size()
+    TRAFFIC["calls"] += 1
 
 
 def _first_line(err: BaseException) -> str:
