@@ -155,19 +155,18 @@ class _Draws:
             2: max(1, max_entries // max(width * width, widest * widest)),
         }
 
-    def _expansions(self, order: int) -> Tensor:
-        """Coefficient rows ``(P, W)`` or matrices ``(P, W, W)`` of every distinct prefix."""
+    def _expansions(self, order: int):
+        """``(first prefix, coefficient rows (p, W) or matrices (p, W, W))`` per chunk of
+        distinct prefixes: a chunk's matrices are used and dropped before the next is made."""
         plan = self.compiled.expansions
         extra = {} if order == 1 else {"base_grams": self._tree_grams()}
         expand = plan.linear if order == 1 else plan.quadratic
-        parts = []
         chunk = self.chunks[order]
         for start in range(0, self.values.shape[0], chunk):
             block = self.values[start : start + chunk]
             given = {v: block[:, j] for j, v in enumerate(self.known)}
             expansion = expand(self.target, **extra, **given)
-            parts.append(expansion.coefficients(self.domain.log_units))
-        return torch.cat(parts)
+            yield start, expansion.coefficients(self.domain.log_units)
 
     def _tree_grams(self) -> dict[str, Scaled]:
         """The Gram of each summed variable's one base, from its tree (built for its own draw
@@ -183,7 +182,7 @@ class _Draws:
         return out
 
     def last(self) -> Tensor:
-        coef = self._expansions(1)
+        coef = torch.cat([c for _, c in self._expansions(1)])
         root = self.domain.tree.root
         if bool((((coef @ root) * coef).sum(dim=1) <= 0).any()):
             raise EvidenceError(
@@ -193,18 +192,35 @@ class _Draws:
         return self.domain.tree.draw(coef[self.prefix], self.generator)
 
     def middle(self) -> Tensor:
-        q = self._expansions(2)
-        size, width = self.compiled.domains[self.target], q.shape[-1]
+        size = self.compiled.domains[self.target]
+        width = self.domain.tree.root.shape[0]
         if size <= 4 * width / 3:
-            rows = self.domain.rows(torch.arange(size, device=q.device)).T  # (W, n)
+            rows = self.domain.rows(torch.arange(size, device=self.prefix.device)).T  # (W, n)
             step = max(1, self.max_entries // (size * width))
-            mass = torch.cat([((c @ rows) * rows).sum(dim=1) for c in q.split(step)])
+            mass = torch.cat(
+                [
+                    ((c @ rows) * rows).sum(dim=1)
+                    for _, q in self._expansions(2)
+                    for c in q.split(step)
+                ]
+            )
             return draw(torch.log(mass.clamp_min(0)), self.prefix, self.generator)
-        u = _factor(q)
+        # one virtual index per sample, chunk by chunk of prefixes, then one tree descent
+        order = torch.argsort(self.prefix, stable=True)
+        sorted_prefix = self.prefix[order]
+        coef = torch.empty(self.prefix.numel(), width, device=self.prefix.device)
         root = self.domain.tree.root
-        mass = ((root @ u) * u).sum(dim=1).clamp_min(0)  # (P, W): U_jᵀ G U_j
-        virtual = draw(torch.log(mass), self.prefix, self.generator)
-        return self.domain.tree.draw(u[self.prefix, :, virtual], self.generator)
+        coef = coef.to(root.dtype)
+        for start, q in self._expansions(2):
+            lo, hi = torch.searchsorted(
+                sorted_prefix, torch.tensor([start, start + q.shape[0]], device=order.device)
+            ).tolist()
+            chosen, local = order[lo:hi], sorted_prefix[lo:hi] - start
+            u = _factor(q)
+            mass = ((root @ u) * u).sum(dim=1).clamp_min(0)  # (p, W): U_jᵀ G U_j
+            virtual = draw(torch.log(mass), local, self.generator)
+            coef[chosen] = u[local, :, virtual]
+        return self.domain.tree.draw(coef, self.generator)
 
 
 def _factor(q: Tensor) -> Tensor:
