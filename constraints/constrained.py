@@ -42,6 +42,7 @@ from circuitkg.constraints.schema import DomainSchema, MissingPolicy, _hint
 from torch import Tensor, nn
 
 from circuitkg.errors import EvidenceError, FormError
+from circuitkg.evidence import validated
 from circuitkg.executor import CompiledCircuit
 from circuitkg.executor.names import Prediction
 from circuitkg.executor.step import memoised_in_step
@@ -346,44 +347,12 @@ class ConstrainedCircuit(nn.Module):
     def _ids(
         self, given: Mapping[str, Ids | None], target: str | None = None, batch_hint: int = 1
     ) -> tuple[dict[str, Tensor | None], int]:
-        """Validated long ids ``(B,)`` per variable (``None`` = unobserved) and the batch size."""
-        unknown = set(given) - set(KG_VARIABLES) | (
-            {target} - set(KG_VARIABLES) if target else set()
+        """Validated long ids ``(B,)`` per variable (``None`` = unobserved) and the batch size
+        (:func:`circuitkg.evidence.validated`; the schema's masks are this circuit's weighted
+        evidence, so float weight rows are refused)."""
+        return validated(
+            given, KG_VARIABLES, self.domains, self.device, target=target, min_batch=batch_hint
         )
-        if unknown:
-            raise EvidenceError(
-                f"unknown variables {sorted(unknown)}; the circuit has {list(KG_VARIABLES)}"
-            )
-        if target is not None and given.get(target) is not None:
-            raise EvidenceError(f"variable {target!r} is both the target and given")
-        ev: dict[str, Tensor | None] = dict.fromkeys(KG_VARIABLES)
-        for var, value in given.items():
-            if value is None:
-                continue
-            value = torch.as_tensor(value, device=self.device)
-            if value.is_floating_point():
-                raise EvidenceError(
-                    f"a constrained circuit takes observed ids for {var!r}, got a float tensor; "
-                    "the schema's masks are its weighted evidence"
-                )
-            idx = value.to(torch.long).reshape(-1)
-            size = self.domains[var]
-            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= size):
-                bad = idx[(idx < 0) | (idx >= size)][0].item()
-                raise EvidenceError(
-                    f"value {bad} of variable {var!r} is outside its domain [0, {size})"
-                )
-            ev[var] = idx
-        sizes = {i.numel() for i in ev.values() if i is not None}
-        batch = max(sizes | {batch_hint})
-        for var, idx in ev.items():
-            if idx is not None:
-                if idx.numel() not in (1, batch):
-                    raise EvidenceError(
-                        f"variable {var!r} has {idx.numel()} values but the batch has {batch}"
-                    )
-                ev[var] = idx.expand(batch)
-        return ev, batch
 
     def _check_possible(self, log_mass: Tensor, ev: dict[str, Tensor | None]) -> None:
         """Raise :class:`EvidenceError` on the first row whose evidence has probability zero."""

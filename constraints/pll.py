@@ -71,10 +71,13 @@ def grouped_normaliser(
     present, of_row = torch.unique(groups, return_inverse=True)
     order = torch.argsort(of_row, stable=True)
     counts = torch.bincount(of_row, minlength=present.numel()).tolist()
-    parts = []
-    for g, members in zip(present.tolist(), order.split(counts), strict=True):
-        scores = coef.value[members] @ rows[allowed[g]].T
-        parts.append(scores.square().sum(dim=1))
+    # one gather of the coefficient rows and one of the allowed value rows, split by group
+    ids = [allowed[g] for g in present.tolist()]
+    values = rows[torch.cat(ids)].split([i.numel() for i in ids])
+    parts = [
+        (c @ r.T).square().sum(dim=1)
+        for c, r in zip(coef.value[order].split(counts), values, strict=True)
+    ]
     mass = torch.cat(parts)[torch.argsort(order)]
     empty = ~anchor_ok | (mass <= 0)
     mass = torch.where(empty, 1.0, mass)  # no 1/0 in the backward of the rows cut below
