@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from circuitkg.errors import EvidenceError, FormError
+from circuitkg.evidence import validated
 from circuitkg.executor.expansions import Expansions
 from circuitkg.executor.grams import GramCache
 from circuitkg.executor.names import Prediction, Vocabulary, resolve, top_values
@@ -245,7 +246,7 @@ class CompiledCircuit(nn.Module):
     ) -> Tensor:
         """Exact samples ``(num_samples, V)`` from ``p(rest | given)``, given names or ids:
         :func:`circuitkg.sampling.sample`."""
-        given = {v: resolve(self.vocabulary, v, x) for v, x in (given or {}).items()}
+        given = {v: self._resolve(v, x) for v, x in (given or {}).items()}
         return sample(self, num_samples, given=given, generator=generator)
 
     @property
@@ -419,66 +420,15 @@ class CompiledCircuit(nn.Module):
     def _evidence(
         self, given: dict[str, EvidenceValue], target: str | None = None
     ) -> tuple[Evidence, int]:
-        unknown = set(given) - set(self.variables)
-        if target is not None:
-            if target not in self.variables:
-                unknown.add(target)
-            if target in given:
-                raise EvidenceError(f"variable {target!r} is both the target and given")
-        if unknown:
-            raise EvidenceError(
-                f"unknown variables {sorted(unknown)}; the circuit has {self.variables}"
-            )
-        evidence: Evidence = {}
-        for var in self.variables:
-            value = given.get(var)
-            evidence[var] = None if value is None else self._evidence_value(var, value)
-        batch = _batch_size(evidence)
-        for var, value in evidence.items():
-            if value is None or value.shape[0] == batch:
-                continue
-            if value.shape[0] != 1:
-                raise EvidenceError(
-                    f"variable {var!r} has {value.shape[0]} rows but the batch has {batch}"
-                )
-            evidence[var] = value.expand((batch, *value.shape[1:]))
-        return evidence, batch
+        """Ids ``(B,)`` or weight rows ``(B, |X|)`` per variable, validated
+        (:func:`circuitkg.evidence.validated`; names through the bound vocabulary)."""
+        return validated(
+            given, self.variables, self.domains, self.device, target=target,
+            weights_dtype=self.dtype, resolve=self._resolve,
+        )  # fmt: skip
 
-    def _evidence_value(self, var: str, value: EvidenceValue) -> Tensor:
-        """Observed ids ``(B,)`` (ints, or names with a bound vocabulary) or summation weights
-        ``(B, |X|)`` (floats), validated."""
-        value = resolve(self.vocabulary, var, value)
-        size = self.domains[var]
-        device = self.device
-        if not isinstance(value, Tensor) or value.device != device:
-            value = torch.as_tensor(value, device=device)
-        if value.is_floating_point():
-            weights = value.reshape(1, -1) if value.ndim == 1 else value
-            if weights.ndim != 2 or weights.shape[1] != size:
-                raise EvidenceError(
-                    f"weights for variable {var!r} must have shape (B, {size}), got {tuple(value.shape)}"
-                )
-            low, high = torch.aminmax(weights)  # one pass; NaN fails both comparisons
-            if not bool((low >= 0) & (high < torch.inf)):
-                raise EvidenceError(f"weights for variable {var!r} must be finite and non-negative")
-            return weights.to(self.dtype)
-        if value.dtype == torch.bool or value.is_complex():
-            raise EvidenceError(
-                f"values of variable {var!r} must be integer ids (or float weight rows), got "
-                f"{value.dtype}"
-            )
-        if value.ndim > 1:
-            raise EvidenceError(
-                f"ids of variable {var!r} must be a scalar or a 1-D tensor (B,), got shape "
-                f"{tuple(value.shape)}; float weight rows (B, {size}) sum over values instead"
-            )
-        idx = value if value.dtype == torch.long and value.ndim == 1 else value.long().reshape(-1)
-        if idx.numel() and not 0 <= idx.min().item() <= idx.max().item() < size:
-            bad = idx[(idx < 0) | (idx >= size)][0].item()
-            raise EvidenceError(
-                f"value {bad} of variable {var!r} is outside its domain [0, {size})"
-            )
-        return idx
+    def _resolve(self, var: str, value: EvidenceValue) -> EvidenceValue:
+        return resolve(self.vocabulary, var, value)
 
 
 def _quadratic_rows(ta, q: Tensor, tb, budget: int = 2**24, scales=None) -> Tensor:

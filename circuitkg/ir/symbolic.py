@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from circuitkg.errors import EvidenceError, StructureError
+from circuitkg.errors import StructureError
+from circuitkg.evidence import check_variables, validated
 from circuitkg.ir.circuit import Circuit
 from circuitkg.ir.layers import InputLayer, Layer, ProductLayer, SumLayer
 from circuitkg.params.derived import KroneckerRowTable, RowTable, SummedTable
@@ -159,7 +160,7 @@ def _unit_indices(layer: ProductLayer) -> torch.Tensor:
 def integrate(circuit: Circuit, variables: Iterable[str]) -> Circuit:
     """``Σ_{x_V} c(x)`` over ``variables``: a circuit over the remaining variables."""
     variables = set(variables)
-    _check_variables(circuit, variables)
+    check_variables(sorted(variables), circuit.variables)
     circuit.require("smooth", "decomposable", operation="integrate")
     return _replace_inputs(
         circuit,
@@ -173,13 +174,10 @@ def integrate(circuit: Circuit, variables: Iterable[str]) -> Circuit:
 
 
 def condition(circuit: Circuit, evidence: dict[str, int]) -> Circuit:
-    """``c(x_rest, x_E = e)``: a circuit over the variables not in ``evidence``."""
-    _check_variables(circuit, set(evidence))
-    for var, value in evidence.items():
-        if not 0 <= int(value) < circuit.domains[var]:
-            raise EvidenceError(
-                f"value {value} of variable {var!r} is outside [0, {circuit.domains[var]})"
-            )
+    """``c(x_rest, x_E = e)``: a circuit over the variables not in ``evidence`` (one id each,
+    checked by :func:`circuitkg.evidence.validated`)."""
+    ids, _ = validated(evidence, circuit.variables, circuit.domains, torch.device("cpu"), batch=1)
+    evidence = {v: int(i) for v, i in ids.items() if i is not None}
     return _replace_inputs(
         circuit,
         lambda layer: (
@@ -191,14 +189,6 @@ def condition(circuit: Circuit, evidence: dict[str, int]) -> Circuit:
         ),
         [v for v in circuit.variables if v not in evidence],
     )
-
-
-def _check_variables(circuit: Circuit, variables: set[str]) -> None:
-    unknown = variables - set(circuit.variables)
-    if unknown:
-        raise EvidenceError(
-            f"unknown variables {sorted(unknown)}; the circuit has {circuit.variables}"
-        )
 
 
 def _replace_inputs(

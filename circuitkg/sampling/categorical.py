@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from circuitkg.errors import EvidenceError
+from circuitkg.evidence import validated
 
 #: default bound on the entries of the largest intermediate tensor (rows x values) of a sampler
 MAX_ENTRIES = 1 << 24
@@ -60,42 +61,9 @@ def normalise_given(
     num_samples: int,
     device: torch.device,
 ) -> dict[str, Tensor]:
-    """Validated evidence: each given variable as a long tensor of shape ``(1,)`` or ``(N,)``."""
-    out: dict[str, Tensor] = {}
-    for var, value in (given or {}).items():
-        if var not in domains:
-            raise EvidenceError(f"unknown variable {var!r}; the circuit has {variables}")
-        if isinstance(value, str):
-            raise EvidenceError(
-                f"given value of {var!r} is the name {value!r}; this circuit knows ids only: "
-                "resolve names with circuitkg.sampling.io.resolve_given(kg, given), or sample "
-                "through a schema-constrained circuit, which takes names"
-            )
-        try:
-            idx = torch.as_tensor(value, device=device)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise EvidenceError(
-                f"given value of {var!r} must be integer ids, got {value!r} ({err})"
-            ) from None
-        if idx.dtype == torch.bool or idx.ndim > 1:
-            raise EvidenceError(
-                f"given value of {var!r} must be an int or a 1-D long tensor, got "
-                f"{idx.dtype} of shape {tuple(idx.shape)}"
-            )
-        if idx.is_floating_point():
-            raise EvidenceError(
-                f"given value of {var!r} must be integer ids, got {idx.dtype} "
-                "(weighted evidence is not a sampling condition)"
-            )
-        idx = idx.to(torch.long).reshape(-1)
-        if idx.numel() not in (1, num_samples):
-            raise EvidenceError(
-                f"variable {var!r} has {idx.numel()} given values; expected 1 or {num_samples}"
-            )
-        if bool(((idx < 0) | (idx >= domains[var])).any()):
-            bad = int(idx[(idx < 0) | (idx >= domains[var])][0])
-            raise EvidenceError(
-                f"value {bad} of variable {var!r} is outside its domain [0, {domains[var]})"
-            )
-        out[var] = idx
-    return out
+    """Validated evidence (:func:`circuitkg.evidence.validated`): each given variable as a long
+    tensor of shape ``(1,)`` (shared by every sample) or ``(N,)`` (one value a sample)."""
+    evidence, _ = validated(
+        given or {}, variables, domains, device, batch=num_samples, broadcast=False
+    )
+    return {v: i for v, i in evidence.items() if i is not None}

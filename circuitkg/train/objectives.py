@@ -26,17 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from circuitkg.executor import CompiledCircuit, training_step
+from circuitkg.executor import KGQueries, training_step
 
 #: ``objective(compiled, triples) -> scalar loss`` (lower is better)
-Objective = Callable[[CompiledCircuit, Tensor], Tensor]
+Objective = Callable[[KGQueries, Tensor], Tensor]
 
 _QUERIES = (("s", 0, ("r", "o")), ("r", 1, ("s", "o")), ("o", 2, ("s", "r")))
 _COLUMN = {"s": 0, "r": 1, "o": 2}
 
 
 def pll_loss(
-    compiled: CompiledCircuit, triples: Tensor, weights: tuple[float, float, float] = (1, 1, 1)
+    compiled: KGQueries, triples: Tensor, weights: tuple[float, float, float] = (1, 1, 1)
 ) -> Tensor:
     """``-mean_b Σ_v w_v log p(v_b | rest_b)`` for ``v`` in ``(s, r, o)``; zero weights are skipped.
 
@@ -59,13 +59,13 @@ def pll_loss(
     return total
 
 
-def mle_loss(compiled: CompiledCircuit, triples: Tensor) -> Tensor:
+def mle_loss(compiled: KGQueries, triples: Tensor) -> Tensor:
     """``-mean_b log p(s_b, r_b, o_b)`` (normalised forms only)."""
     return -compiled.log_prob(triples).mean()
 
 
 def one_vs_all_loss(
-    compiled: CompiledCircuit, triples: Tensor, loss: str = "ce", alpha: float = 0.0
+    compiled: KGQueries, triples: Tensor, loss: str = "ce", alpha: float = 0.0
 ) -> Tensor:
     """Object-query loss plus subject-query loss, each averaged over the batch."""
     loss_fn = _loss_function(loss, alpha)
@@ -106,7 +106,7 @@ def corrupt(
 
 
 def margin_loss(
-    compiled: CompiledCircuit,
+    compiled: KGQueries,
     triples: Tensor,
     margin: float = 1.0,
     generator: torch.Generator | None = None,
