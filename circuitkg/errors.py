@@ -41,3 +41,8 @@ class DistributedError(CircuitKGError, RuntimeError):
     """A multi-process run or query failed: a peer process died or did not answer within the
     timeout, the process group could not be set up, or a model cannot be sharded; the message
     names the operation and the rank."""
+
+
+class MissingExtraError(CircuitKGError, ImportError):
+    """An optional dependency of the part of circuitkg being used is not installed; the message
+    names it and the extra that installs it (``pip install 'circuitkg[plots]'``, ...)."""

@@ -11,6 +11,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from circuitkg.errors import MissingExtraError
+
 __all__ = ["plot_loss", "plot_reliability"]
 
 
@@ -18,7 +20,7 @@ def _figure(**options: Any):
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise ImportError(
+        raise MissingExtraError(
             "circuitkg.eval.plots needs matplotlib: pip install 'circuitkg[plots]'"
         ) from None
     return Figure(**options)

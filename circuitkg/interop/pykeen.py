@@ -21,7 +21,7 @@ import torch
 
 from circuitkg.compilers import CP, RESCAL, ComplEx, DistMult, KGEModel, TransE, TuckER
 from circuitkg.data.kg import KnowledgeGraph
-from circuitkg.errors import CircuitKGError
+from circuitkg.errors import CircuitKGError, MissingExtraError
 
 __all__ = [
     "PyKEENCompileError",
@@ -47,7 +47,7 @@ def _pykeen():
         import pykeen.models
         import pykeen.triples
     except ImportError:  # pragma: no cover - exercised only without the extra
-        raise ImportError(
+        raise MissingExtraError(
             "circuitkg.interop.pykeen needs PyKEEN: pip install 'circuitkg[pykeen]'"
         ) from None
     return pykeen

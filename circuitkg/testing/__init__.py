@@ -12,11 +12,7 @@ neither.
 
 import importlib
 
-from circuitkg.errors import CircuitKGError
-
-
-class MissingExtraError(CircuitKGError, ImportError):
-    """An optional dependency of the part of circuitkg being imported is not installed."""
+from circuitkg.errors import MissingExtraError
 
 
 def _missing(names: tuple[str, ...]) -> list[str]:
