@@ -5,6 +5,7 @@ variable was integrated out or observed."""
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import Tensor
 
 from circuitkg.params.tables import Table
@@ -28,11 +29,11 @@ class KroneckerRowTable(Table):
 
     def rows(self, index: Tensor) -> Tensor:
         a, b = self.left.rows(index), self.right.rows(index)
-        return (a.unsqueeze(-1) * b.unsqueeze(-2)).flatten(-2)
+        return rearrange(a[..., :, None] * b[..., None, :], "... i j -> ... (i j)")
 
     def log_rows(self, index: Tensor) -> Tensor:
         a, b = self.left.log_rows(index), self.right.log_rows(index)
-        return (a.unsqueeze(-1) + b.unsqueeze(-2)).flatten(-2)
+        return rearrange(a[..., :, None] + b[..., None, :], "... i j -> ... (i j)")
 
 
 class SummedTable(Table):

@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 
 import torch
+from einops import rearrange
 from torch import Tensor
 
 from circuitkg.numerics import Scaled
@@ -274,8 +275,8 @@ class KroneckerTable(Table):
             else:
                 part = p.T @ q
             total = part if total is None else total + part
-        total = total.reshape(wa, wa2, wb, wb2).permute(0, 2, 1, 3)
-        return total.reshape(self.width, other.width)
+        # rows (i i'), columns (j j') of P ⊗ Q's sums  ->  rows (i j), columns (i' j'): the Gram
+        return rearrange(total, "(i i2) (j j2) -> (i j) (i2 j2)", i=wa, i2=wa2, j=wb, j2=wb2)
 
     @staticmethod
     def _bilinear(c: Tensor, a: Rows, b: Rows) -> Tensor:
