@@ -37,7 +37,7 @@ def masked_normaliser(compiled, target: str, mask: Tensor, given: dict[str, Tens
     if len(bases) != 1:
         raise ValueError("the all-values normaliser needs one base table per variable")
     table = bases[0]
-    coef = compiled.expansions.linear(target, **given).blocks[0]
+    coef = compiled.expansions.linear(target, **given).blocks[0].normalised()
     m = table.abs_max()
     rows = table.full() / m  # (|t|, W)
     step = max(1, MAX_ENTRIES // rows.shape[0])
@@ -65,7 +65,7 @@ def grouped_normaliser(
     if len(bases) != 1:
         raise ValueError("the grouped normaliser needs one base table per variable")
     table = bases[0]
-    coef = compiled.expansions.linear(target, **given).blocks[0]
+    coef = compiled.expansions.linear(target, **given).blocks[0].normalised()
     m = table.abs_max()
     rows = table.full() / m  # (|t|, W)
     present, of_row = torch.unique(groups, return_inverse=True)

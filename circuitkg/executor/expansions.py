@@ -30,9 +30,9 @@ from circuitkg.errors import EvidenceError, FormError
 from circuitkg.executor.grams import GramCache
 from circuitkg.executor.pairs import PairEvaluator
 from circuitkg.executor.passes import Evidence, Plan, adjoint, forward, is_integrated
-from circuitkg.executor.semirings import LinearSemiring, LogSemiring
+from circuitkg.executor.semirings import LinearSemiring, LogSemiring, PlainSemiring
 from circuitkg.ir.layers import InputLayer, ProductLayer, SumLayer
-from circuitkg.numerics import Scaled, scaled_sum
+from circuitkg.numerics import Scaled, abs_max, is_unscaled, log_in_range, robustly, scaled_sum
 from circuitkg.params.tables import Table
 from circuitkg.params.views import view_gram
 
@@ -92,8 +92,17 @@ def _cp_inputs(circuit) -> dict[str, InputLayer] | None:
     return found if len(found) == len(layers) == len(circuit.variables) else None
 
 
+def _rows_in_range(expansion: Expansion) -> bool:
+    """Every coefficient row of a linear expansion finite with its largest entry in range
+    (:func:`~circuitkg.numerics.log_in_range`; an all-zero row is redone with scaling too)."""
+    top = torch.stack([abs_max(b.value.detach(), dim=1) for b in expansion.blocks]).amax(0)
+    return log_in_range(torch.log(top))
+
+
 def _aligned(parts: list[Scaled], combine: Callable[[list[Tensor]], Tensor]) -> Tensor:
-    """``combine`` of the parts' values brought to the largest scale of each row."""
+    """``combine`` of the parts' values brought to the largest scale of each row, each row then
+    divided by its largest entry."""
+    parts = [p.normalised() for p in parts]
     scales = torch.stack([p.log_scale for p in parts])
     top = scales.amax(dim=0)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
@@ -101,7 +110,9 @@ def _aligned(parts: list[Scaled], combine: Callable[[list[Tensor]], Tensor]) -> 
     for p in parts:
         factor = torch.exp(p.log_scale - top).reshape((-1,) + (1,) * (p.value.ndim - 1))
         values.append(p.value * factor)
-    return combine(values)
+    out = combine(values)
+    top = abs_max(out.reshape(out.shape[0], -1), dim=1).clamp_min(torch.finfo(out.dtype).tiny)
+    return out / top.reshape((-1,) + (1,) * (out.ndim - 1))
 
 
 class Expansions:
@@ -139,14 +150,20 @@ class Expansions:
             raise EvidenceError("a linear expansion needs every variable but the target observed")
         if self._form == "monotone":
             raise FormError("linear expansions are of score and squared circuits (linear space)")
-        semiring = LinearSemiring()
-        values = forward(self._plan, semiring, evidence, skip=target)
-        coefs = adjoint(self._plan, semiring, values, target, batch, self._dtype, self._device)
-        by_base: dict[int, list[Scaled]] = {id(b): [] for b in self.bases(target)}
-        for layer, q in coefs:
-            base = layer.table.as_view()[0]
-            by_base[id(base)].append(Scaled(layer.table.fold(q.value, dim=1), q.log_scale))
-        return Expansion(self.bases(target), tuple(scaled_sum(p) for p in by_base.values()))
+
+        def expand() -> Expansion:
+            # robustly's unscaled attempt runs on plain tensors, the rerun with per-row scales
+            semiring = PlainSemiring() if is_unscaled() else LinearSemiring()
+            values = forward(self._plan, semiring, evidence, skip=target)
+            coefs = adjoint(self._plan, semiring, values, target, batch, self._dtype, self._device)
+            by_base: dict[int, list[Scaled]] = {id(b): [] for b in self.bases(target)}
+            for layer, q in coefs:
+                q = q if isinstance(q, Scaled) else Scaled.of(q)
+                base = layer.table.as_view()[0]
+                by_base[id(base)].append(Scaled(layer.table.fold(q.value, dim=1), q.log_scale))
+            return Expansion(self.bases(target), tuple(scaled_sum(p) for p in by_base.values()))
+
+        return robustly(expand, _rows_in_range)
 
     def quadratic(
         self, target: str, base_grams: dict[str, Scaled] | None = None, **given: Tensor | int
