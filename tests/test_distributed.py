@@ -18,12 +18,18 @@ import torch
 from circuitkg.compilers import create_model
 
 import circuitkg as ckg
+from circuitkg.cli import main
+from circuitkg.cli.train import without_nproc
 from circuitkg.data import KnowledgeGraph
 from circuitkg.distributed import (
+    Partition,
     ProcessFailedError,
     ShardedCircuit,
     World,
+    init_world,
+    shard_model,
     spawn,
+    torchrun_command,
     train_distributed,
 )
 from circuitkg.errors import DistributedError
@@ -216,3 +222,25 @@ def test_dying_process_stops_the_others_and_resume_continues(tmp_path: Path) -> 
         resumed.model.named_parameters(), straight.model.named_parameters(), strict=True
     ):
         assert torch.allclose(a, b, atol=1e-5), name
+
+
+def test_refusals_name_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    world = World(rank=0, size=1, device=torch.device("cpu"), timeout=1.0)
+    with pytest.raises(DistributedError, match="monotone"):
+        shard_model(create_model("cp", 5, 2, 2, "monotone"), world)
+    with pytest.raises(DistributedError, match="cannot split 2 values over 3"):
+        Partition(2, 3)
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(DistributedError, match="MASTER_ADDR"):
+        init_world()
+
+
+def test_nproc_reruns_the_command_under_torchrun() -> None:
+    argv = ["train", "--dataset", "umls", "--nproc", "2", "--epochs", "1", "--nproc=2"]
+    assert without_nproc(argv) == ["train", "--dataset", "umls", "--epochs", "1"]
+    command = torchrun_command(2, ["train", "--epochs", "1"])
+    assert command[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           "-m", "circuitkg", "train", "--epochs", "1"]  # fmt: skip
+    assert main(["train", "--nproc", "0"]) == 2  # a usage error, before anything starts

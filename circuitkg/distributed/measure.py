@@ -1,14 +1,16 @@
 """Measurements behind ``docs/scaling.md``: ``python -m circuitkg.distributed.measure``.
 
-``step``: data-parallel training steps (squared PLL + N3 + Adam, the trainer's ``_step``) of a
-model over ``--entities`` entities and 200 relations on uniform random triples, global batch
-``--batch``, in ``--nproc`` processes; prints the median step time, the median time of the
-gradient all-reduce alone, the payload bytes per step handed to collectives, the parameter and
-optimiser bytes and the peak RSS of each process.
+``step``: data-parallel training steps (the trainer's ``_step``: ``--objective`` of a ``--form``
+model, by default squared PLL, plus N3 and Adam) of a model over ``--entities`` entities and 200
+relations on uniform random triples, global batch ``--batch``, in ``--nproc`` processes; prints
+the median step time (wall and this process's CPU), the median time of the gradient all-reduce
+alone, the payload bytes per step handed to collectives, the parameter bytes and the peak RSS of
+each process.
 
 ``query``: the sharded queries of :class:`~circuitkg.distributed.ShardedCircuit` (``log Z``
 with the Gram cache cleared first, ``log p`` of ``--batch`` triples, per-shard conditionals and
-top-10 of 64 queries, 1,000 samples) in ``--nproc`` processes; median times and payload bytes.
+top-10 of 64 queries, 1,000 samples) in ``--nproc`` processes; median wall and CPU times and
+payload bytes.
 
 Every process runs one torch thread; ``--nproc 1`` runs the same code in one process of a group of
 one (its collectives are no-ops), the baseline.
@@ -34,17 +36,20 @@ from circuitkg.train import TrainConfig, Trainer
 RELATIONS = 200
 
 
-def _timed(fn: Callable[[], object], repeats: int, world: World) -> tuple[float, int]:
-    """Median seconds of ``fn`` after one warm-up call (ranks start each repeat together), and
-    the payload bytes of one call."""
+def _timed(fn: Callable[[], object], repeats: int, world: World) -> tuple[float, float, int]:
+    """Median wall and CPU seconds of ``fn`` in this process after one warm-up call (ranks start
+    each repeat together), and the payload bytes of one call. CPU time is this process's work,
+    unaffected by other processes on the cores (wall time is not, on a shared machine)."""
     fn()
-    times, before = [], TRAFFIC["bytes"]
+    walls, cpus, before = [], [], TRAFFIC["bytes"]
     for _ in range(repeats):
         world.barrier()
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), (TRAFFIC["bytes"] - before) // repeats
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    payload = (TRAFFIC["bytes"] - before) // repeats
+    return statistics.median(walls), statistics.median(cpus), payload
 
 
 def _triples(n: int, size: int) -> torch.Tensor:
@@ -59,17 +64,19 @@ def _peak_mb() -> float:
 
 def measure_step(world: World, args: argparse.Namespace) -> dict[str, float]:
     torch.manual_seed(0)
-    config = TrainConfig(model=args.model, rank=args.rank, batch_size=args.batch)
-    model = create_model(args.model, args.entities, RELATIONS, args.rank, "squared")
+    config = TrainConfig(model=args.model, rank=args.rank, batch_size=args.batch,
+                         form=args.form, objective=args.objective)  # fmt: skip
+    model = create_model(args.model, args.entities, RELATIONS, args.rank, args.form)
     trainer = Trainer(config, None, model, progress=False, log=lambda _: None,
                       parallel=DataParallel(world))  # fmt: skip
     batch = _triples(args.entities, args.batch)
-    step, step_bytes = _timed(lambda: trainer._step(batch, 1, 0), args.repeats, world)
-    reduce, _ = _timed(
+    step, step_cpu, step_bytes = _timed(lambda: trainer._step(batch, 1, 0), args.repeats, world)
+    reduce, reduce_cpu, _ = _timed(
         lambda: trainer.parallel.reduce_gradients(trainer.params), args.repeats, world
     )
     params = sum(p.numel() * p.element_size() for p in trainer.params)
-    return {"step_ms": 1e3 * step, "reduce_ms": 1e3 * reduce, "bytes_per_step": step_bytes,
+    return {"step_ms": 1e3 * step, "step_cpu_ms": 1e3 * step_cpu, "reduce_ms": 1e3 * reduce,
+            "reduce_cpu_ms": 1e3 * reduce_cpu, "bytes_per_step": step_bytes,
             "params_mb": params / 2**20, "peak_rss_mb": _peak_mb()}  # fmt: skip
 
 
@@ -96,8 +103,9 @@ def measure_query(world: World, args: argparse.Namespace) -> dict[str, float]:
         "sample_1000": lambda: sharded.sample(1000),
     }
     for name, fn in runs.items():
-        seconds, payload = _timed(fn, args.repeats, world)
-        out[f"{name}_ms"], out[f"{name}_bytes"] = 1e3 * seconds, payload
+        wall, cpu, payload = _timed(fn, args.repeats, world)
+        out[f"{name}_ms"], out[f"{name}_cpu_ms"] = 1e3 * wall, 1e3 * cpu
+        out[f"{name}_bytes"] = payload
     out["peak_rss_mb"] = _peak_mb()
     return out
 
@@ -111,6 +119,8 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=64)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--form", default="squared", help="step: the model's form")
+    parser.add_argument("--objective", default="pll", help="step: the training objective")
     args = parser.parse_args()
     fn = measure_step if args.what == "step" else measure_query
     results = spawn(fn, args.nproc, args, timeout=590, collective_timeout=300)

@@ -63,18 +63,21 @@ def shard_model(model: KGEModel, world: World) -> KGEModel:
             f"{model.name} in monotone form runs in log space; entity sharding supports the "
             "squared and score forms"
         )
-    sharded = copy.deepcopy(model)
-    names = [n for n in ENTITY_TABLES if isinstance(getattr(sharded, n, None), Table)]
-    for name in names:
-        table = getattr(sharded, name)
+    tables = {
+        n: getattr(model, n) for n in ENTITY_TABLES if isinstance(getattr(model, n, None), Table)
+    }
+    if not tables:
+        raise DistributedError(f"{model.name} has no entity table ({', '.join(ENTITY_TABLES)})")
+    for name, table in tables.items():
         if type(table) is not FreeTable:
             raise DistributedError(
                 f"{model.name}.{name} is a {type(table).__name__}; entity sharding splits free "
                 "(looked-up) tables only"
             )
-        setattr(sharded, name, ShardedTable.of(table, world))
-    if not names:
-        raise DistributedError(f"{model.name} has no entity table ({', '.join(ENTITY_TABLES)})")
+    # the copy refers to this rank's rows wherever the model referred to a whole entity table
+    # (DistMult's one table twice), and never copies the whole tables
+    memo = {id(t): ShardedTable.of(t, world) for t in tables.values()}
+    sharded = copy.deepcopy(model, memo)
     sharded._circuit = None
     if hasattr(sharded, "circuit_modules"):
         del sharded.circuit_modules
