@@ -78,7 +78,7 @@ def block_values(bases: list[Tensor], row_runs: list[Runs], col_runs: list[Runs]
         if not found:
             distinct.append(base)
         owner.append(found[0] if found else len(distinct) - 1)
-    return _BlockProduct.apply(_segments(row_runs), _segments(col_runs), tuple(owner), *distinct)
+    return _BlockProduct.apply(segments(row_runs), segments(col_runs), tuple(owner), *distinct)
 
 
 @dataclass(frozen=True)
@@ -139,20 +139,21 @@ def _length(runs: Runs) -> int:
     return sum(stop - start for start, stop in runs)
 
 
-def _segments(runs_per_view: list[Runs]) -> list[tuple[int, int, tuple[int, ...]]]:
-    """Split the output axis where any view's run ends: ``(out_start, out_stop, base starts)``."""
+def segments(runs_per_view: list[Runs]) -> list[tuple[int, int, tuple[int, ...]]]:
+    """Split the output axis where any view's run ends: ``(out_start, out_stop, base starts)``,
+    so that every view reads one contiguous block of its base in each segment."""
     cuts = set()
     for runs in runs_per_view:
         position = 0
         for start, stop in runs:
             position += stop - start
             cuts.add(position)
-    segments, previous = [], 0
+    out, previous = [], 0
     for cut in sorted(cuts):
         starts = tuple(_base_position(runs, previous) for runs in runs_per_view)
-        segments.append((previous, cut, starts))
+        out.append((previous, cut, starts))
         previous = cut
-    return segments
+    return out
 
 
 def _base_position(runs: Runs, position: int) -> int:

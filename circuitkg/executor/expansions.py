@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from circuitkg.errors import EvidenceError, FormError
+from circuitkg.executor.blocks import segments
 from circuitkg.executor.grams import GramCache
 from circuitkg.executor.pairs import PairEvaluator
 from circuitkg.executor.passes import Evidence, Plan, adjoint, forward, is_integrated
@@ -34,7 +35,6 @@ from circuitkg.executor.semirings import LinearSemiring, LogSemiring, PlainSemir
 from circuitkg.ir.layers import InputLayer, ProductLayer, SumLayer
 from circuitkg.numerics import Scaled, abs_max, is_unscaled, log_in_range, robustly, scaled_sum
 from circuitkg.params.tables import Table
-from circuitkg.params.views import view_gram
 
 
 @dataclass(frozen=True)
@@ -213,30 +213,45 @@ class Expansions:
     ) -> Expansion:
         """CP-shaped circuits, ``φ = Σ_k w_k Π_v T_v[x_v, k]``: ``Q[k, l] = a_k a_l Π_v G_v[k, l]``
         with ``a = w ⊙ Π_{v observed} T_v[x_v]`` and ``G_v`` the (weighted) Gram of each summed
-        variable, then folded to the target's base: ``O(B K²)`` elementwise, no pair pass."""
+        variable's base, folded to the target's base as it is built: the unit axis is cut where
+        any view's contiguous run ends (:func:`~circuitkg.executor.blocks.segments`; ComplEx: 4
+        segments of ``K``), and each pair of segments adds one ``(B, K, K)`` block, a product of
+        base-Gram slices, into ``Q``. ``O(B K²)`` elementwise, no pair pass, no ``(B, 4K, 4K)``
+        tensor."""
         weight = self._plan.circuit.output.weight.matrix()
-        rows, grams = [Scaled.of(weight.expand(batch, -1))], []
+        rows, grams, runs = [Scaled.of(weight.expand(batch, -1))], [], []
         query = self._grams.query()
         for variable, layer in inputs.items():
             value = evidence[variable]
+            base, _, view_runs = layer.table.as_view()
             if variable == target:
                 continue
             if value is None and variable in base_grams:
-                grams.append(view_gram(base_grams[variable], layer.table, layer.table))
+                grams.append(base_grams[variable])
             elif is_integrated(value):
-                grams.append(query.gram(layer.table, layer.table, weights=value))
+                grams.append(query.gram(base, base, weights=value))
             else:
                 rows.append(Scaled.of(layer.table.rows(value)))
+                continue
+            runs.append(view_runs)
         a = rows[0]
         for r in rows[1:]:
             a = Scaled(a.value * r.value, a.log_scale + r.log_scale).normalised()
+        target_base, _, target_runs = inputs[target].table.as_view()
+        width = target_base.width
+        q = a.value.new_zeros(batch, width, width)
+        cuts = segments([target_runs, *runs])
         # every factor has entries of at most 1 (normalised): one normalisation at the end
-        q = a.value.unsqueeze(2) * a.value.unsqueeze(1)
+        for r0, r1, rs in cuts:
+            for c0, c1, cs in cuts:
+                block = a.value[:, r0:r1, None] * a.value[:, None, c0:c1]
+                for g, i, j in zip(grams, rs[1:], cs[1:], strict=True):
+                    block = block * g.value[:, i : i + r1 - r0, j : j + c1 - c0]
+                q[:, rs[0] : rs[0] + r1 - r0, cs[0] : cs[0] + c1 - c0] += block
         log_scale = 2 * a.log_scale
         for g in grams:
-            q, log_scale = q * g.value, log_scale + g.log_scale
-        table = inputs[target].table
-        folded = Scaled(table.fold(table.fold(q, dim=1), dim=2), log_scale.expand(batch))
+            log_scale = log_scale + g.log_scale
+        folded = Scaled(q, log_scale.expand(batch))
         return Expansion(self.bases(target), ((folded.normalised(),),))
 
     def log_integrals(self, **given: Tensor | int) -> dict[int, Tensor]:
