@@ -45,6 +45,7 @@ from torch import Tensor
 
 from circuitkg.compile import compile as compile_
 from circuitkg.compilers import KGEModel
+from circuitkg.distributed.sharded_sampling import sample_sharded
 from circuitkg.distributed.sharded_table import Partition, ShardedTable
 from circuitkg.distributed.world import World
 from circuitkg.errors import DistributedError, EvidenceError
@@ -175,11 +176,11 @@ class ShardedCircuit:
         best, pick = all_values.topk(k, dim=1)
         return best, all_ids.gather(1, pick)
 
-    def sample(self, num_samples: int, given: dict[str, int] | None = None, seed: int = 0):
+    def sample(
+        self, num_samples: int, given: dict[str, int] | None = None, seed: int = 0
+    ) -> Tensor:
         """Exact samples ``(num_samples, 3)``, the same on every rank:
         :func:`~circuitkg.distributed.sharded_sampling.sample_sharded`."""
-        from circuitkg.distributed.sharded_sampling import sample_sharded
-
         return sample_sharded(self, num_samples, given=given, seed=seed)
 
     # --- helpers ------------------------------------------------------------------------------------

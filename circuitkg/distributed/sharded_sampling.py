@@ -32,13 +32,19 @@ state (kept like the single-process trees, :func:`~circuitkg.sampling.tree.cache
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
 from circuitkg.distributed.sharded_table import ShardedTable
 from circuitkg.errors import FormError
+from circuitkg.params import Table
 from circuitkg.sampling.categorical import draw, normalise_given
 from circuitkg.sampling.tree import GramTree, cached
+
+if TYPE_CHECKING:
+    from circuitkg.distributed.sharded import ShardedCircuit
 
 #: the order in which free variables are drawn
 ORDER = ("r", "s", "o")
@@ -81,7 +87,7 @@ def _domain(bases: tuple[ShardedTable, ...], leaf_size: int) -> _ShardedDomain:
     return cached(key, lambda: _ShardedDomain(bases, leaf_size))
 
 
-def _replicated_rows(bases, units: list[Tensor], size: int) -> Tensor:
+def _replicated_rows(bases: tuple[Table, ...], units: list[Tensor], size: int) -> Tensor:
     index = torch.arange(size, device=bases[0].device)
     return torch.cat([b.rows(index) / torch.exp(u) for b, u in zip(bases, units, strict=True)], 1)
 
@@ -94,7 +100,7 @@ def _factor(q: Tensor) -> Tensor:
 
 
 def sample_sharded(
-    sharded,
+    sharded: ShardedCircuit,
     num_samples: int,
     given: dict[str, int] | None = None,
     seed: int = 0,

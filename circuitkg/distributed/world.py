@@ -14,7 +14,8 @@ hangs on a dead peer: gloo raises as soon as the peer's connection drops, and at
 monitored barrier, which names the ranks that did not arrive.
 
 **Cost.** ``all_reduce`` of ``b`` bytes moves about ``2 b (N - 1) / N`` bytes in and out of each
-process (ring), ``all_gather`` of ``b`` bytes per process ``b (N - 1)``.
+process (ring), ``all_gather`` of ``b`` bytes per process ``b (N - 1)``. :data:`TRAFFIC` counts the
+payload bytes (``b``) this process hands to collectives, which the measurements read.
 """
 
 from __future__ import annotations
