@@ -9,6 +9,8 @@ schema) the model is trained and evaluated conditioned on the schema; the checkp
 schema's path, so ``evaluate``, ``predict`` and ``sample`` on it apply the schema again
 (``--schema`` there overrides the recorded path, or conditions an unconstrained model post hoc).
 ``--device cpu|cuda|auto`` chooses where the model runs (auto: cuda when torch sees a GPU).
+``train --nproc N`` trains data-parallel in N processes under torchrun, and ``torchrun -m circuitkg
+train`` does the same (:mod:`circuitkg.distributed`).
 Unknown names (model, form, dataset, entity, relation), unusable checkpoints or schemas and queries
 a schema forbids end with a one-line message and exit code 2; a diverged run with exit code 1.
 
