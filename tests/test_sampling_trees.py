@@ -85,16 +85,18 @@ def test_sum_tree_draws_follow_columns(n, width, leaf_size, seed):
 @settings(max_examples=10, deadline=None)
 @given(kge_models(names=["cp", "complex", "distmult"], forms=["squared"]), st.data())
 def test_squared_models_sample_through_deep_trees(model, data):
-    """Unconditional and ``given s`` draws with one-value leaves: every variable goes through a
+    """Unconditional, ``given s`` and ``given r`` draws with one-value leaves: every variable goes through a
     Gram tree, the middle one through the virtual index of ``Q = UUᵀ`` when its domain is large."""
     compiled = ckg.compile(model)
     evidence = normalise_given(compiled.variables, compiled.domains, {}, N, compiled.device)
     x = sample_squared(compiled, N, evidence, _gen(1), leaf_size=1)
     assert_samples_follow(compiled, x)
-    s = data.draw(st.integers(0, model.num_entities - 1))
-    evidence = normalise_given(compiled.variables, compiled.domains, {"s": s}, N, compiled.device)
-    x = sample_squared(compiled, N, evidence, _gen(2), leaf_size=1)
-    assert_samples_follow(compiled, x, {"s": s})
+    for var, size in (("s", model.num_entities), ("r", model.num_relations)):
+        value = data.draw(st.integers(0, size - 1))
+        given = {var: value}
+        evidence = normalise_given(compiled.variables, compiled.domains, given, N, compiled.device)
+        x = sample_squared(compiled, N, evidence, _gen(2), leaf_size=1)
+        assert_samples_follow(compiled, x, given)
 
 
 @pytest.mark.parametrize("name", ["cp", "complex", "rescal", "tucker"])
