@@ -1,5 +1,5 @@
-"""Multi-process tests on gloo (CPU): data-parallel training against one process, entity-sharded
-queries and samples against the unsharded model, a dying process, resume.
+"""Multi-process tests on gloo (CPU): data-parallel and entity-sharded training against one
+process, entity-sharded queries and samples against the unsharded model, a dying process, resume.
 
 Each test starts its processes once with :func:`circuitkg.distributed.spawn` (process start-up and
 imports dominate: a few seconds per spawn) and checks everything of its kind inside them; the
@@ -31,6 +31,7 @@ from circuitkg.distributed import (
     spawn,
     torchrun_command,
     train_distributed,
+    train_sharded,
 )
 from circuitkg.errors import DistributedError
 from circuitkg.train import TrainConfig, Trainer, load_checkpoint
@@ -170,15 +171,49 @@ def _check_data_parallel(results: list[dict[str, object]], out: Path) -> None:
         assert torch.allclose(value, first["resumed"][name], atol=1e-6), name
 
 
-def _both(world: World, out: str) -> dict[str, object]:
-    return {"sharded": _sharded_queries(world), "dp": _data_parallel(world, out)}
+def _sharded_training(world: World) -> dict[str, dict[str, float]]:
+    """Two epochs of each model with sharded entity tables against one process: the largest
+    difference of each parameter (a rank's rows against the same rows of the whole table)."""
+    kg = tiny_kg()
+    out = {}
+    for name in ("cp", "distmult", "complex"):
+        config = TrainConfig(model=name, rank=4, batch_size=16, epochs=2, eval_every=1,
+                             patience=0, seed=3, lr=0.05)  # fmt: skip
+        sharded = train_sharded(config, world, kg).model
+        single = Trainer(config, kg, build_model(config, kg), progress=False, log=lambda _: None)
+        whole = dict(single.fit().model.named_parameters())
+        diffs = {}
+        for key, value in sharded.named_parameters():
+            table, _, _ = key.rpartition(".local.weight")
+            if table:
+                part = sharded.get_submodule(table)
+                reference = whole[f"{table}.weight"][part.start : part.stop]
+            else:
+                reference = whole[key]
+            diffs[key] = float((value - reference).abs().max())
+        out[name] = diffs
+    return out
+
+
+def _all(world: World, out: str) -> dict[str, object]:
+    return {
+        "sharded": _sharded_queries(world),
+        "dp": _data_parallel(world, out),
+        "training": _sharded_training(world),
+    }
 
 
 @pytest.mark.parametrize("nproc", [2, 3])
-def test_sharded_queries_and_data_parallel_match_one_process(nproc: int, tmp_path: Path) -> None:
-    results = spawn(_both, nproc, str(tmp_path / "run"), timeout=240)
+def test_sharded_queries_and_training_and_data_parallel_match_one_process(
+    nproc: int, tmp_path: Path
+) -> None:
+    results = spawn(_all, nproc, str(tmp_path / "run"), timeout=240)
     _check_sharded([r["sharded"] for r in results])
     _check_data_parallel([r["dp"] for r in results], tmp_path / "run")
+    for result in results:
+        for name, diffs in result["training"].items():
+            assert max(diffs.values()) < 1e-5, (name, diffs)
+            assert any(key.endswith(".local.weight") for key in diffs), name
 
 
 def _dies(world: World, out: str) -> float:

@@ -15,7 +15,9 @@ log-sum-exp. Processes are started by ``torchrun`` (``circuitkg train --nproc N`
   holds its rows;
 * :mod:`~circuitkg.distributed.sharded`: :func:`shard_model` and :class:`ShardedCircuit` (log Z,
   log p, marginals, PLL, per-shard conditionals, top-k);
-* :mod:`~circuitkg.distributed.sharded_sampling`: exact samples through a sharded Gram tree.
+* :mod:`~circuitkg.distributed.sharded_sampling`: exact samples through a sharded Gram tree;
+* :mod:`~circuitkg.distributed.sharded_training`: :func:`train_sharded`, each rank updating its
+  own entity rows (no checkpoints yet).
 
 The cost model and measurements: ``docs/scaling.md``.
 """
@@ -25,10 +27,12 @@ from circuitkg.distributed.launch import ProcessFailedError, relaunch, spawn, to
 from circuitkg.distributed.sharded import ShardedCircuit, shard_model
 from circuitkg.distributed.sharded_sampling import sample_sharded
 from circuitkg.distributed.sharded_table import Partition, ShardedTable
+from circuitkg.distributed.sharded_training import EntitySharded, train_sharded
 from circuitkg.distributed.world import World, close_world, free_port, init_world, launched
 
 __all__ = [
     "DataParallel",
+    "EntitySharded",
     "Partition",
     "ProcessFailedError",
     "ShardedCircuit",
@@ -44,4 +48,5 @@ __all__ = [
     "spawn",
     "torchrun_command",
     "train_distributed",
+    "train_sharded",
 ]

@@ -27,8 +27,14 @@ method                     how                                                 b
                            (only for executor paths not listed here)
 =========================  ==================================================  =====================
 
-(``≈ 8 b`` is the ring all-reduce's ``2 (N-1)/N · 4 b``.) Entries are buffers, not parameters:
-a sharded table answers queries, it is not trained (the collectives above are not differentiable).
+(``≈ 8 b`` is the ring all-reduce's ``2 (N-1)/N · 4 b``.)
+
+**Gradients.** The local rows are a parameter, and the collectives are differentiable for a loss
+that every rank computes alike from the collectives' (equal) results: the gradient of a sum over
+ranks reaches each rank's term whole, and that of an all-gather is the rank's own slice. Neither
+backward communicates: the Gram's is the local ``T_i (g + gᵀ)`` with the replicated
+``g = ∂L/∂G``, and of gathered rows the owner keeps its own. So a rank's row gradients equal the
+unsharded model's rows of its gradient (a test).
 """
 
 from __future__ import annotations
@@ -82,8 +88,8 @@ class ShardedTable(Table):
                 f"{self.stop - self.start} rows, but was given {local_rows.shape[0]}"
             )
         self.local = FreeTable(local_rows.shape[0], local_rows.shape[1])
-        del self.local.weight
-        self.local.register_buffer("weight", local_rows.detach().clone())
+        with torch.no_grad():
+            self.local.weight.copy_(local_rows)
 
     @classmethod
     def of(cls, table: Table, world: World) -> ShardedTable:
@@ -102,10 +108,11 @@ class ShardedTable(Table):
     # --- the Table protocol ---------------------------------------------------------------------
     def rows(self, index: Tensor) -> Tensor:
         flat = index.reshape(-1)
-        mine = (flat >= self.start) & (flat < self.stop)
-        out = self.local_rows.new_zeros(flat.numel(), self.width)
-        out[mine] = self.local_rows[flat[mine] - self.start]
-        return self.world.all_reduce(out).reshape(*index.shape, self.width)
+        positions = ((flat >= self.start) & (flat < self.stop)).nonzero()[:, 0]
+        out = self.local_rows.new_zeros(flat.numel(), self.width).index_copy(
+            0, positions, self.local_rows[flat[positions] - self.start]
+        )
+        return _Summed.apply(out, self.world).reshape(*index.shape, self.width)
 
     def chunks(self, chunk_size: int = CHUNK) -> Iterator[Tensor]:
         for start in range(0, self.num_values, chunk_size):
@@ -131,7 +138,7 @@ class ShardedTable(Table):
         value = part.value * torch.exp(part.log_scale - top).reshape(-1, 1)
         padded = value.new_zeros(value.shape[0], self.partition.largest)
         padded[:, : value.shape[1]] = value
-        gathered = self.world.all_gather(padded)
+        gathered = _Gathered.apply(padded, self.world)
         spans = [self.partition.span(r) for r in range(self.world.size)]
         full = torch.cat([g[:, : b - a] for g, (a, b) in zip(gathered, spans, strict=True)], dim=1)
         return Scaled(full, top)
@@ -149,8 +156,33 @@ class ShardedTable(Table):
         """``Σ_ranks part``: each rank's value brought to the common row scale, then summed."""
         top = self._top(part.log_scale)
         shape = (-1,) + (1,) * (part.value.ndim - 1)
-        value = (part.value * torch.exp(part.log_scale - top).reshape(shape)).contiguous()
-        return Scaled(self.world.all_reduce(value), top).normalised()
+        value = part.value * torch.exp(part.log_scale - top).reshape(shape)
+        return Scaled(_Summed.apply(value, self.world), top).normalised()
 
     def extra_repr(self) -> str:
         return f"rows {self.start}..{self.stop} of {self.num_values}, width={self.width}"
+
+
+class _Summed(torch.autograd.Function):
+    """``Σ_ranks x``; its backward passes the gradient on whole (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, world: World) -> Tensor:
+        return world.all_reduce(x.detach().clone().contiguous())
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return grad, None
+
+
+class _Gathered(torch.autograd.Function):
+    """``(size, *x.shape)``, every rank's ``x``; its backward keeps this rank's slice."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, world: World) -> Tensor:
+        ctx.rank = world.rank
+        return world.all_gather(x.detach())
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return grad[ctx.rank], None
