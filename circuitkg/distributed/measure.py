@@ -2,7 +2,9 @@
 
 ``step``: data-parallel training steps (the trainer's ``_step``: ``--objective`` of a ``--form``
 model, by default squared PLL, plus N3 and Adam) of a model over ``--entities`` entities and 200
-relations on uniform random triples, global batch ``--batch``, in ``--nproc`` processes; prints
+relations on uniform random triples, global batch ``--batch``, in ``--nproc`` processes
+(``--sharded``: the entity tables split over them, :mod:`~circuitkg.distributed.sharded_training`,
+instead of replicated); prints
 the median step time (wall and this process's CPU), the median time of the gradient all-reduce
 alone, the payload bytes per step handed to collectives, the parameter bytes and the peak RSS of
 each process.
@@ -29,7 +31,8 @@ import torch
 from circuitkg.compilers import create_model
 from circuitkg.distributed.data_parallel import DataParallel
 from circuitkg.distributed.launch import spawn
-from circuitkg.distributed.sharded import ShardedCircuit
+from circuitkg.distributed.sharded import ShardedCircuit, shard_model
+from circuitkg.distributed.sharded_training import EntitySharded
 from circuitkg.distributed.world import TRAFFIC, World
 from circuitkg.train import TrainConfig, Trainer
 
@@ -67,8 +70,11 @@ def measure_step(world: World, args: argparse.Namespace) -> dict[str, float]:
     config = TrainConfig(model=args.model, rank=args.rank, batch_size=args.batch,
                          form=args.form, objective=args.objective)  # fmt: skip
     model = create_model(args.model, args.entities, RELATIONS, args.rank, args.form)
-    trainer = Trainer(config, None, model, progress=False, log=lambda _: None,
-                      parallel=DataParallel(world))  # fmt: skip
+    if args.sharded:
+        model, parallel = shard_model(model, world), EntitySharded()
+    else:
+        parallel = DataParallel(world)
+    trainer = Trainer(config, None, model, progress=False, log=lambda _: None, parallel=parallel)
     batch = _triples(args.entities, args.batch)
     step, step_cpu, step_bytes = _timed(lambda: trainer._step(batch, 1, 0), args.repeats, world)
     reduce, reduce_cpu, _ = _timed(
@@ -121,6 +127,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--form", default="squared", help="step: the model's form")
     parser.add_argument("--objective", default="pll", help="step: the training objective")
+    parser.add_argument(
+        "--sharded", action="store_true", help="step: entity tables sharded, not replicated"
+    )
     args = parser.parse_args()
     fn = measure_step if args.what == "step" else measure_query
     results = spawn(fn, args.nproc, args, timeout=590, collective_timeout=300)

@@ -47,6 +47,7 @@ from torch import Tensor
 
 from circuitkg.distributed.world import World
 from circuitkg.errors import DistributedError
+from circuitkg.executor.step import memoised_in_step
 from circuitkg.numerics import Scaled
 from circuitkg.params import FreeTable, Table
 
@@ -107,6 +108,10 @@ class ShardedTable(Table):
 
     # --- the Table protocol ---------------------------------------------------------------------
     def rows(self, index: Tensor) -> Tensor:
+        # inside a training step the same rows are gathered once (the PLL terms and N3 share them)
+        return memoised_in_step(self, "rows", [index], lambda: self._gathered_rows(index))
+
+    def _gathered_rows(self, index: Tensor) -> Tensor:
         flat = index.reshape(-1)
         positions = ((flat >= self.start) & (flat < self.stop)).nonzero()[:, 0]
         out = self.local_rows.new_zeros(flat.numel(), self.width).index_copy(
