@@ -11,9 +11,10 @@ equals a single-process one up to rounding (a test).
 
 **Cost per step** (``E`` entity tables of width ``W``, ``n`` entities over ``N`` ranks, batch
 ``B``): compute ``4 E n W² / N`` for the Grams and their backward, plus the replicated batch
-terms; memory ``20 × 4 (E n W / N)`` bytes of rows, gradients and Adam state plus the replicated
+terms; memory ``16 E n W / N`` bytes of rows, gradients and Adam's moments plus the replicated
 relation parameters; communication one all-reduce of ``4 W²`` bytes per entity table and one of
-``4 B W`` per gathered variable (``s``, ``o``) per gather, a few per step, independent of ``n``.
+``4 B W`` per gathered variable (``s``, ``o``; once per step, :func:`memoised_in_step
+<circuitkg.executor.step.memoised_in_step>`), independent of ``n``.
 
 Checkpoints are not written: the rows are spread over the ranks, and gathering them into the
 single-process format is not built. Validation MRR ranks through the
