@@ -100,13 +100,13 @@ def _train_parser(sub) -> None:
         "--objective",
         "training objective: "
         + ", ".join(config_choices("OBJECTIVES"))
-        + " (pll: pseudo-log-likelihood, ce: 1-vs-all)",
+        + " (pll: pseudo-log-likelihood, ce: 1-vs-all softmax, bce: 1-vs-all sigmoid, paper 002)",
     )
     option("--pll-weights", f"w_s w_r w_o (default: {' '.join(map(str, d['pll_weights']))})",
            type=float, nargs=3, metavar=("WS", "WR", "WO"))  # fmt: skip
     option("--reg", f"NAME [WEIGHT]: n3 WEIGHT or none (default: {d['reg']} {d['reg_weight']})",
            nargs="+", metavar="ARG")  # fmt: skip
-    option("--loss", "loss of the ce objective: " + ", ".join(config_choices("LOSSES")))
+    option("--loss", "loss of the ce and bce objectives: " + ", ".join(config_choices("LOSSES")))
     option("--alpha", "label smoothing/relaxation alpha", type=float)
     option("--init", "initialisation: " + ", ".join(init_schemes()))
     option("--seed", "seed of initialisation and batch order", type=int)

@@ -12,7 +12,7 @@ from circuitkg.errors import CircuitKGError
 from circuitkg.forms import FORMS
 from circuitkg.train.initialisation import INITS
 
-OBJECTIVES = ("pll", "mle", "ce", "margin")
+OBJECTIVES = ("pll", "mle", "ce", "bce", "margin")
 OPTIMIZERS = ("adam", "adagrad")
 LOSSES = ("ce", "label_smoothing", "label_relaxation")
 REGULARISERS = ("n3", "none")

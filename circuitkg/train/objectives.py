@@ -13,6 +13,9 @@
   subject query ``(?, r, o)``, without reciprocal relations. The logits are the log-conditionals
   (in score form, ``log_softmax`` of the scores, so ``loss="ce"`` is the usual cross-entropy);
   ``loss`` also takes ``label_smoothing`` and ``label_relaxation`` with parameter ``alpha``.
+* :func:`~circuitkg.train.binary.bce_loss` (score form; paper 002's protocol): sigmoid binary
+  cross-entropy averaged over all entities for ``(s, r, ?)`` and ``(?, r, o)``, with binary label
+  smoothing or relaxation by ``loss`` and ``alpha``.
 * :func:`margin_loss` (score form; TransE's objective, Bordes et al. 2013, and paper 003's):
   ``mean max(0, γ - φ(s, r, o) + φ(s', r, o'))`` against corrupted triples, each with its head or
   its tail (probability 1/2 each) replaced by a uniform entity, drawn from a seeded generator.
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from circuitkg.executor import KGQueries, training_step
+from circuitkg.train.binary import bce_loss
 
 #: ``objective(compiled, triples) -> scalar loss`` (lower is better)
 Objective = Callable[[KGQueries, Tensor], Tensor]
@@ -134,7 +138,7 @@ def make_objective(
     negatives: int = 1,
     seed: int = 0,
 ) -> Objective:
-    """The objective called ``name`` (``pll``, ``mle``, ``ce`` or ``margin``) with its options
+    """The objective called ``name`` (``pll``, ``mle``, ``ce``, ``bce`` or ``margin``) with its options
     bound; ``margin`` draws its corruptions from one generator seeded with ``seed``."""
     if name == "pll":
         return lambda compiled, triples: pll_loss(compiled, triples, pll_weights)
@@ -142,9 +146,11 @@ def make_objective(
         return mle_loss
     if name == "ce":
         return lambda compiled, triples: one_vs_all_loss(compiled, triples, loss, alpha)
+    if name == "bce":
+        return lambda compiled, triples: bce_loss(compiled, triples, loss, alpha)
     if name == "margin":
         generator = torch.Generator().manual_seed(seed)
         return lambda compiled, triples: margin_loss(
             compiled, triples, margin, generator, negatives
         )
-    raise ValueError(f"unknown objective {name!r}; choose pll, mle, ce or margin")
+    raise ValueError(f"unknown objective {name!r}; choose pll, mle, ce, bce or margin")
