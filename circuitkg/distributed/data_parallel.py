@@ -44,8 +44,7 @@ from circuitkg.compilers import KGEModel
 from circuitkg.data import KnowledgeGraph, load
 from circuitkg.distributed.world import World
 from circuitkg.train import TrainConfig, Trainer
-from circuitkg.train.initialisation import initialise
-from circuitkg.train.trainer import TrainResult, build_model, init_from_checkpoint
+from circuitkg.train.trainer import TrainResult, prepare_model
 
 
 class DataParallel:
@@ -117,12 +116,7 @@ def train_distributed(
     if resume is not None:
         trainer = Trainer.resume(Path(resume), kg, epochs=config.epochs, out=out, **options)
     else:
-        if model is None:
-            model = build_model(config, kg)
-        else:
-            initialise(model, config.init)
-        if init_from is not None:
-            init_from_checkpoint(model, init_from)
+        model = prepare_model(config, kg, model, init_from)
         trainer = Trainer(config, kg, model, out=out, **options)
     result = trainer.fit()
     world.barrier("the end of training")

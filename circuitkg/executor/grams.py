@@ -21,8 +21,6 @@ ComplEx's base Gram every view, but each term computed its own before).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 
 import torch
@@ -30,6 +28,7 @@ from torch import Tensor
 
 from circuitkg.executor.blocks import BlockView
 from circuitkg.numerics import Scaled, is_unscaled
+from circuitkg.params.gather import memo_scope
 from circuitkg.params.tables import MAX_RUNS, Table
 from circuitkg.params.views import base_of, view_gram
 
@@ -37,18 +36,10 @@ from circuitkg.params.views import base_of, view_gram
 _STEP_GRAMS: ContextVar[dict | None] = ContextVar("circuitkg_step_grams", default=None)
 
 
-@contextmanager
-def shared_within_step() -> Iterator[None]:
+def shared_within_step():
     """Every :meth:`GramCache.query` inside shares its cache's one memo (module docstring).
     Nested scopes share the outermost one's."""
-    if _STEP_GRAMS.get() is not None:
-        yield
-        return
-    token = _STEP_GRAMS.set({})
-    try:
-        yield
-    finally:
-        _STEP_GRAMS.reset(token)
+    return memo_scope(_STEP_GRAMS)
 
 
 class GramCache:

@@ -32,7 +32,7 @@ from typing import TypeVar
 from torch import Tensor
 
 from circuitkg.executor.grams import shared_within_step
-from circuitkg.params.gather import row_gradients_accumulated, tensor_key
+from circuitkg.params.gather import memo_scope, row_gradients_accumulated, tensor_key
 
 T = TypeVar("T")
 
@@ -43,15 +43,8 @@ _STEP_VALUES: ContextVar[dict | None] = ContextVar("circuitkg_step_values", defa
 @contextmanager
 def training_step() -> Iterator[None]:
     """Share Grams, gathers and marked values among the queries inside (module docstring); nests."""
-    if _STEP_VALUES.get() is not None:
+    with memo_scope(_STEP_VALUES), shared_within_step(), row_gradients_accumulated():
         yield
-        return
-    token = _STEP_VALUES.set({})
-    try:
-        with shared_within_step(), row_gradients_accumulated():
-            yield
-    finally:
-        _STEP_VALUES.reset(token)
 
 
 def memoised_in_step(

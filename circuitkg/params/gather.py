@@ -38,17 +38,23 @@ _HOOKED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # id -> pa
 
 
 @contextmanager
-def row_gradients_accumulated() -> Iterator[None]:
-    """Gathers inside give sparse, densified-once row gradients and are memoised (module doc).
-    Nested scopes share the outermost one's memo."""
-    if _STEP_ROWS.get() is not None:
+def memo_scope(memo: ContextVar[dict | None]) -> Iterator[None]:
+    """``memo`` holds a fresh dict inside (``None`` outside); a nested scope shares the outermost
+    one's. The one mechanism behind a training step's shared gathers, Grams and values."""
+    if memo.get() is not None:
         yield
         return
-    token = _STEP_ROWS.set({})
+    token = memo.set({})
     try:
         yield
     finally:
-        _STEP_ROWS.reset(token)
+        memo.reset(token)
+
+
+def row_gradients_accumulated():
+    """Gathers inside give sparse, densified-once row gradients and are memoised (module doc).
+    Nested scopes share the outermost one's memo."""
+    return memo_scope(_STEP_ROWS)
 
 
 def gather(weight: Tensor, index: Tensor, transform: Callable[[Tensor], Tensor] | None = None):

@@ -458,12 +458,7 @@ def train(
     checkpoint). A given model is trained as it is, after :func:`initialise` with ``config.init``
     (so build it under a seed of your choice)."""
     kg = kg if kg is not None else load(config.dataset, config.data_root)
-    if model is None:
-        model = build_model(config, kg)
-    else:
-        initialise(model, config.init)
-    if init_from is not None:
-        init_from_checkpoint(model, init_from)
+    model = prepare_model(config, kg, model, init_from)
     trainer = Trainer(config, kg, model, out=out, progress=progress, log=log, device=device)
     return trainer.fit()
 
@@ -492,3 +487,20 @@ def _describe(record: dict[str, float], epochs: int) -> str:
     if "valid_mrr" in record:
         line += f", valid MRR {record['valid_mrr']:.4f}"
     return line
+
+
+def prepare_model(
+    config: TrainConfig,
+    kg: KnowledgeGraph,
+    model: KGEModel | None = None,
+    init_from: str | os.PathLike[str] | None = None,
+) -> KGEModel:
+    """The model a run trains: ``model`` after :func:`initialise` with ``config.init``, or the one
+    ``config`` describes; then parameters from the checkpoint ``init_from`` when given."""
+    if model is None:
+        model = build_model(config, kg)
+    else:
+        initialise(model, config.init)
+    if init_from is not None:
+        init_from_checkpoint(model, init_from)
+    return model
