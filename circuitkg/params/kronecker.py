@@ -353,3 +353,60 @@ def kronecker_like(table: Table) -> KroneckerTable:
     else:
         out = KroneckerTable(table.kronecker_factor(a), table.kronecker_factor(b))
     return out.to(device=table.device, dtype=table.dtype)
+
+
+class BatchNormTable(Table):
+    """Batch normalisation of a table's columns with statistics over **all** its rows.
+
+    ``T[x] = γ ∘ (A[x] − μ) / √(σ² + ε) + β`` with ``μ`` and ``σ²`` the column means and (biased)
+    variances of the whole table ``A`` (all ``n`` values), ``γ`` (ones) and ``β`` (zeros) learnt
+    of ``A``'s width: ``2·width`` parameters, as a BatchNorm1d layer. This is paper 002's batch
+    normalisation of the (reconstructed) embeddings with the batch replaced by the whole table:
+    the statistics are a deterministic function of the parameters, the same in training and in
+    evaluation (so there are no running statistics and no train/eval switch), and the circuit stays
+    an exact distribution whatever the batch. Per column the map is affine, ``T[x] = A[x] ∘ g + c``
+    with ``g = γ/√(σ²+ε)`` and ``c = β − μ ∘ g``, and gradients flow through ``μ`` and ``σ²`` as in
+    training-mode BatchNorm. ``base`` may be any table, a :class:`KroneckerTable` included.
+
+    Cost: the statistics take one pass over ``A`` in chunks, ``O(n·width)`` per call of
+    :meth:`rows` (1-vs-all touches all ``n`` rows anyway); the reductions are the generic ones of
+    :class:`~circuitkg.params.tables.Table` on these rows. Entries may be negative, so it serves the
+    score and squared forms, not the monotone one.
+    """
+
+    def __init__(self, base: Table, eps: float = 1e-5) -> None:
+        super().__init__(base.num_values, base.width)
+        self.base, self.eps = base, float(eps)
+        self.weight = torch.nn.Parameter(
+            torch.ones(base.width, dtype=base.dtype, device=base.device)
+        )
+        self.bias = torch.nn.Parameter(
+            torch.zeros(base.width, dtype=base.dtype, device=base.device)
+        )
+
+    def statistics(self) -> tuple[Tensor, Tensor]:
+        """``(μ, σ²)``: column mean and biased variance of the base table, ``(width,)`` each."""
+        total = square = None
+        for rows in self.base.chunks(max(1, CHUNK_ELEMENTS // self.width)):
+            part, part2 = rows.sum(dim=0), (rows * rows).sum(dim=0)
+            total = part if total is None else total + part
+            square = part2 if square is None else square + part2
+        mean = total / self.num_values
+        return mean, (square / self.num_values - mean * mean).clamp_min(0.0)
+
+    def affine(self) -> tuple[Tensor, Tensor]:
+        """``(g, c)`` with ``T[x] = A[x] ∘ g + c`` (class docstring)."""
+        mean, var = self.statistics()
+        gain = self.weight * torch.rsqrt(var + self.eps)
+        return gain, self.bias - mean * gain
+
+    def rows(self, index: Tensor) -> Tensor:
+        gain, shift = self.affine()
+        return self.base.rows(index) * gain + shift
+
+    def parameter_table(self) -> Table:
+        """The base table's: the embedding factors, what N3 would penalise."""
+        return self.base.parameter_table()
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, batch norm over all rows of {type(self.base).__name__}"
