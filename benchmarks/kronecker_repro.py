@@ -316,9 +316,7 @@ def render(results: list[dict]) -> str:
     for res in results:
         ds, runs, epochs = res["dataset"], res["runs"], res["epochs"]
         paper = PAPER[ds]
-        loss = {"ce": "softmax CE", "bce": "binary CE"}[res.get("loss", "ce")]
-        bn = ", batch norm" if res.get("batch_norm") else ""
-        lines += [f"### {ds} ({res['epochs']} epochs, seed {res['seed']}, {loss}{bn})", ""]
+        lines += [f"### {ds} ({res['epochs']} epochs, seed {res['seed']}, {setting(res)})", ""]
         if any("ce" in r for r in runs.values()):
             lines += [
                 "| model | k | params (ours) | paper convention | paper | test MRR | H@1 | H@3 | "
@@ -382,6 +380,44 @@ def render(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def setting(res: dict) -> str:
+    """A result's loss and normalisation in words (results before ``--loss`` were softmax CE)."""
+    loss = {"ce": "softmax CE", "bce": "binary CE"}[res.get("loss", "ce")]
+    return loss + (" + BN" if res.get("batch_norm") else "")
+
+
+def compare(results: list[dict]) -> str:
+    """Markdown: per dataset, test MRR of every score-form run (``ce`` = Table 2, with the train
+    MRR in parentheses; LS/LR = Table 3; noise = Table 4), one column per result's setting
+    (:func:`setting`, epochs), the paper's number first."""
+    lines = []
+    for ds in dict.fromkeys(r["dataset"] for r in results):
+        mine = [r for r in results if r["dataset"] == ds]
+        heads = [f"{setting(r)}, {r['epochs']} ep." for r in mine]
+        lines += [f"### {ds}", "", "| model | run | paper | " + " | ".join(heads) + " |"]
+        lines.append("|---|---|---|" + "---|" * len(mine))
+        for name in MODELS:
+            for key in ("ce", "ls.1", "ls.2", "lr.1", "lr.2", "noise"):
+                cells = []
+                for r in mine:
+                    run = r["runs"].get(name, {}).get(key)
+                    text = "–" if run is None else f"{run['test']['mrr']:.3f}"
+                    if run is not None and "train" in run:
+                        text += f" ({run['train']['mrr']:.3f})"
+                    cells.append(text)
+                if all(c == "–" for c in cells):
+                    continue
+                paper = PAPER[ds][name]
+                ref = paper["ce"][0] if key == "ce" else paper.get(key)
+                ref_text = "–" if ref is None else f"{ref:.3f}"
+                if key == "ce":
+                    ref_text += f" ({paper['train']:.3f})"
+                label = {"ce": "plain", "noise": "10% noise"}.get(key, key.upper())
+                lines.append(f"| {name} | {label} | {ref_text} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["umls", "kinship"])
@@ -404,9 +440,14 @@ def main() -> None:
     parser.add_argument(
         "--render", type=Path, nargs="+", help="print the tables of earlier --out files and exit"
     )
+    parser.add_argument(
+        "--compare", type=Path, nargs="+", help="print earlier --out files side by side and exit"
+    )
     args = parser.parse_args()
-    if args.render:
-        print(render([r for f in args.render for r in json.loads(f.read_text())["results"]]))
+    if args.render or args.compare:
+        show = render if args.render else compare
+        files = args.render or args.compare
+        print(show([r for f in files for r in json.loads(f.read_text())["results"]]))
         return
     torch.set_num_threads(args.threads)
     if args.float64:
