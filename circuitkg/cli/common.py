@@ -26,6 +26,8 @@ from circuitkg.data import (
     SHIPPED_DATASETS,
     InductiveSplit,
     KnowledgeGraph,
+    load,
+    load_folder,
     load_inductive,
 )
 from circuitkg.data.graph_files import load_graph_file
@@ -88,11 +90,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_data(name: str, root: str | None) -> tuple[KnowledgeGraph, InductiveSplit | None]:
+def load_data(
+    name: str, root: str | None, unseen: str = "drop"
+) -> tuple[KnowledgeGraph, InductiveSplit | None]:
     """A dataset by name or folder (:func:`circuitkg.workflow.resolve_dataset`), and for an
     inductive one (:data:`INDUCTIVE_DATASETS`) its split: the knowledge graph is then the split's
-    training graph."""
+    training graph. ``unseen`` is the protocol of :func:`circuitkg.data.load_folder` for
+    valid/test names absent from train (an inductive split has its own: only ``drop``)."""
     if not is_folder(name) and name.lower() in {n.lower() for n in INDUCTIVE_DATASETS}:
+        if unseen != "drop":
+            raise ConfigError(f"unseen {unseen!r} applies to transductive datasets, not {name}")
         split = load_inductive(name, root)
         threads_for(split.train)
         return split.train, split
@@ -102,7 +109,13 @@ def load_data(name: str, root: str | None) -> tuple[KnowledgeGraph, InductiveSpl
             name.lower(),
             SHIPPED_DATASETS + EXTERNAL_DATASETS + tuple(n.lower() for n in INDUCTIVE_DATASETS),
         )
-    kg, _ = resolve_dataset(name, root)
+    if unseen == "drop":
+        kg, _ = resolve_dataset(name, root)
+    elif is_folder(name):
+        folder = Path(name).expanduser().resolve()
+        kg = load_folder(folder, unseen=unseen, name=folder.name)
+    else:
+        kg = load(name, root, unseen=unseen)
     threads_for(kg)
     return kg, None
 
@@ -154,7 +167,7 @@ def load_for_queries(
     ckpt = load_checkpoint(checkpoint)
     root = data_root or ckpt.config.data_root
     if graph is None:
-        kg, _ = load_data(ckpt.config.dataset, root)
+        kg, _ = load_data(ckpt.config.dataset, root, ckpt.config.unseen)
         check_vocabulary(ckpt, kg)
         model = ckpt.model
     else:
@@ -189,7 +202,7 @@ def _on_graph_file(
         )
     relations = stored.relation_names
     if relations is None:  # a graph stored without names: the dataset's relation vocabulary
-        relations = load_data(ckpt.config.dataset, data_root)[0].id_to_relation
+        relations = load_data(ckpt.config.dataset, data_root, ckpt.config.unseen)[0].id_to_relation
     kg = load_graph_file(graph, relations, test=graph_test)
     return kg, ckpt.model.on(Graph.from_kg(kg))
 

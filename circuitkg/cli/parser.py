@@ -16,6 +16,7 @@ from circuitkg.forms import FORMS
 TRAIN_FIELDS = (
     "dataset", "data_root", "model", "form", "rank", "epochs", "batch_size", "lr", "optimizer",
     "objective", "seed", "eval_every", "patience", "loss", "alpha", "init", "schema_violations",
+    "unseen",
 )  # fmt: skip
 #: encoder flags (argparse dest -> flag), meaningful only with --encoder
 ENCODER_FLAGS = {
@@ -89,6 +90,12 @@ def _train_parser(sub) -> None:
         "triple files (.txt, .tsv, optionally .gz)",
     )
     option("--data-root", _DATA_ROOT_HELP)
+    option(
+        "--unseen",
+        "valid/test triples naming an entity or relation absent from train: keep (vocabularies "
+        "over all splits, the published ranking protocol), drop, or raise",
+        choices=config_choices("UNSEEN"),
+    )
     option("--model", "model name (`circuitkg models` lists them with their forms)")
     option("--form", ", ".join(FORMS))
     option("--rank", "embedding size (ComplEx: complex dimensions)", type=int)

@@ -89,13 +89,13 @@ def train_run(args: argparse.Namespace, world: World | None) -> int:
         path = resume_path(args.resume)
         resumed = load_checkpoint(path).config
         check_resume_options(args, resumed, path)
-        kg, split = load_data(resumed.dataset, args.data_root or resumed.data_root)
+        kg, split = load_data(resumed.dataset, args.data_root or resumed.data_root, resumed.unseen)
         check_test_split(kg, split)
         trainer = Trainer.resume(path, kg, epochs=args.epochs, out=args.out, **options)
         print(f"resuming {path} after epoch {trainer.state.epoch}")
     else:
         config = train_config(args)
-        kg, split = load_data(config.dataset, config.data_root)
+        kg, split = load_data(config.dataset, config.data_root, config.unseen)
         check_test_split(kg, split)
         if split is not None:
             check_inductive(config)

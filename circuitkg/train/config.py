@@ -17,6 +17,8 @@ OPTIMIZERS = ("adam", "adagrad")
 LOSSES = ("ce", "label_smoothing", "label_relaxation")
 REGULARISERS = ("n3", "none")
 SCHEMA_VIOLATIONS = ("error", "drop")
+#: what the loader does with valid/test triples naming an entity or relation absent from train
+UNSEEN = ("drop", "raise", "keep")
 
 
 class ConfigError(CircuitKGError, ValueError):
@@ -38,6 +40,12 @@ class TrainConfig:
     <circuitkg.constraints.DomainSchema.from_json>`); with it the model is trained, validated and
     evaluated conditioned on the schema (paper 004's D-ComplEx²: ``p ∝ φ² · c``). Training triples
     that violate it raise an error (``schema_violations="error"``) or are dropped (``"drop"``).
+
+    ``unseen`` is the ranking protocol for valid/test triples with a name absent from train
+    (:func:`circuitkg.data.load_folder`): ``"drop"`` them, ``"raise"``, or ``"keep"`` them with
+    vocabularies over all splits, the protocol of the published benchmark numbers (an entity seen
+    only in test is ranked, and normalised over, with its untrained row; the domain is then all
+    ``n`` entities, so ``log Z`` and the log-likelihoods sum over it too).
     """
 
     dataset: str = "umls"
@@ -63,6 +71,7 @@ class TrainConfig:
     seed: int = 0
     schema: str | None = None
     schema_violations: str = "error"
+    unseen: str = "drop"
 
     def __post_init__(self) -> None:
         self.pll_weights = tuple(float(w) for w in self.pll_weights)
@@ -78,6 +87,7 @@ class TrainConfig:
         check_choice("loss", self.loss, LOSSES)
         check_choice("reg", self.reg, REGULARISERS)
         check_choice("schema_violations", self.schema_violations, SCHEMA_VIOLATIONS)
+        check_choice("unseen", self.unseen, UNSEEN)
         if self.schema is not None and not str(self.schema).strip():
             raise ConfigError("schema must be the path of a schema file, got an empty string")
         if self.schema_violations != "error" and self.schema is None:

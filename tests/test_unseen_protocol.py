@@ -1,0 +1,74 @@
+"""The ranking protocol for test entities unseen in train: TrainConfig.unseen and ``--unseen``."""
+
+import json
+
+import pytest
+
+from circuitkg.cli import main
+from circuitkg.data import DataFormatError, load_folder
+from circuitkg.train import TrainConfig, evaluate, load_checkpoint, train
+from circuitkg.train.config import ConfigError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TRAIN = [("a", "r", "b"), ("b", "r", "c"), ("c", "s", "a"), ("a", "s", "d"), ("d", "r", "e"),
+         ("e", "s", "b"), ("b", "s", "e"), ("c", "r", "d")]  # fmt: skip
+VALID = [("a", "r", "c"), ("d", "s", "b")]
+TEST = [("e", "r", "a"), ("b", "r", "d"), ("z", "r", "a")]  # z: never in train
+
+
+@pytest.fixture
+def folder(tmp_path):
+    for split, triples in (("train", TRAIN), ("valid", VALID), ("test", TEST)):
+        lines = "".join("\t".join(t) + "\n" for t in triples)
+        (tmp_path / f"{split}.txt").write_text(lines)
+    return tmp_path
+
+
+def test_keep_ranks_the_unseen_entity_and_drop_drops_it(folder):
+    kept, dropped = load_folder(folder, unseen="keep"), load_folder(folder, unseen="drop")
+    assert (kept.num_entities, len(kept.test)) == (6, 3)
+    assert (dropped.num_entities, len(dropped.test)) == (5, 2)
+    for protocol, kg in (("keep", kept), ("drop", dropped)):
+        config = TrainConfig(dataset=str(folder), model="cp", form="squared", rank=4, epochs=1,
+                             eval_every=0, unseen=protocol)  # fmt: skip
+        result = train(config, kg, progress=False)
+        report = evaluate(result.compiled, kg, "test")
+        assert len(report.ranking.ranks_of("o")) == len(kg.test)  # every kept triple is ranked
+        assert result.model.num_entities == kg.num_entities
+
+
+def test_raise_names_the_unseen_entity(folder):
+    with pytest.raises(DataFormatError, match="z"):
+        load_folder(folder, unseen="raise")
+
+
+def test_config_field_validated_and_defaults_to_drop():
+    assert TrainConfig().unseen == "drop"
+    assert TrainConfig.from_dict({"dataset": "umls"}).unseen == "drop"  # configs before the field
+    with pytest.raises(ConfigError, match="did you mean 'keep'"):
+        TrainConfig(unseen="kep")
+
+
+@pytest.mark.parametrize(("protocol", "entities", "ranked"), [("keep", 6, 3), ("drop", 5, 2)])
+def test_cli_passes_unseen_to_the_loader(folder, tmp_path, protocol, entities, ranked, capsys):
+    out = tmp_path / f"run-{protocol}"
+    args = ["train", "--dataset", str(folder), "--model", "cp", "--form", "squared", "--rank", "4",
+            "--epochs", "1", "--eval-every", "0", "--unseen", protocol, "--out", str(out),
+            "--quiet", "--threads", "1"]  # fmt: skip
+    assert main(args) == 0
+    checkpoint = load_checkpoint(out / "last")
+    assert checkpoint.config.unseen == protocol
+    assert checkpoint.spec.num_entities == entities
+    assert json.loads((out / "metrics.json").read_text())["test"]["mrr"] > 0
+    capsys.readouterr()
+    # evaluate reloads the data with the run's protocol: the vocabularies match the checkpoint's
+    assert main(["evaluate", "--checkpoint", str(out), "--split", "test"]) == 0
+    assert "test: MRR" in capsys.readouterr().out
+    assert len(load_folder(folder, unseen=protocol).test) == ranked  # the split the run ranked
+
+
+def test_cli_rejects_an_unknown_protocol(folder, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", str(folder), "--unseen", "maybe"])
+    assert "invalid choice" in capsys.readouterr().err
