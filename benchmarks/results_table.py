@@ -8,7 +8,7 @@ Parts:
 * ``large``: CP and ComplEx on FB15k-237 and WN18RR: score with PLL (rank 50, 3 or 2 epochs, the
   trained model kept under ``runs/results_table/``), monotone and squared with PLL and with MLE
   (rank 100, 5 epochs); paper 004's MRRs are printed next to ours.
-* ``matched``: CP² and ComplEx² (PLL) at the score rows' rank and epochs.
+* ``matched``: CP² and ComplEx² (PLL and MLE) at the score rows' rank and epochs.
 * ``star``: ComplEx²★, the squared form initialised from the large part's trained score ComplEx
   (paper 004's instantiation), PLL and MLE, trained for the score row's epochs again.
 
@@ -115,9 +115,9 @@ def runs(part: str, args) -> list[Run]:
         shared = dict(common, dataset=dataset, form="squared", rank=rank, objective="pll",
                       epochs=epochs, eval_every=args.eval_every or epochs)  # fmt: skip
         if part == "matched":
-            out += [
-                Run(TrainConfig(model=m, **shared), tag=f"r{rank}e{epochs}") for m in LARGE_MODELS
-            ]
+            for model, objective in product(LARGE_MODELS, ("pll", "mle")):
+                config = TrainConfig(**dict(shared, model=model, objective=objective))
+                out.append(Run(config, tag=f"r{rank}e{epochs}"))
         else:
             score = TrainConfig(**dict(shared, model="complex", form="score"))
             for objective in ("pll", "mle"):
