@@ -248,15 +248,19 @@ def independent_ll(kg: KnowledgeGraph) -> float:
 
 def run(
     dataset: str, models, experiments: list[str], epochs: int, seed: int, report,
-    loss: str = "ce", batch_norm: bool = False,
+    loss: str = "ce", batch_norm: bool = False, into: list[dict] | None = None,
 ) -> dict:  # fmt: skip
     """Every experiment of ``experiments`` on ``dataset``; the score-form runs (Tables 2-4) use the
-    ``loss`` family (``ce`` or ``bce``) and ``batch_norm``, the squared runs neither."""
+    ``loss`` family (``ce`` or ``bce``) and ``batch_norm``, the squared runs neither. The results
+    dict is appended to ``into`` before the first run and filled in as runs finish, so ``report``
+    can save partial results."""
     kg = load(dataset)
     clean = reciprocal(kg)
     ranks = RANKS[dataset]
     results: dict = {"dataset": dataset, "epochs": epochs, "seed": seed, "loss": loss,
                      "batch_norm": batch_norm, "runs": {}}  # fmt: skip
+    if into is not None:
+        into.append(results)
     options = {"family": loss, "batch_norm": batch_norm}
     for name in models:
         k = ranks[name]
@@ -452,23 +456,22 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.float64:
         torch.set_default_dtype(torch.float64)
-    results = [
-        run(
-            d,
-            args.models,
-            args.experiments,
-            args.epochs,
-            args.seed,
-            print_report,
-            args.loss,
-            args.batch_norm,
-        )
-        for d in args.datasets
-    ]
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        summary = {"paper": PAPER, "loss": args.loss, "batch_norm": args.batch_norm}
-        args.out.write_text(json.dumps(summary | {"results": results}, indent=1))
+    results: list[dict] = []
+
+    def save() -> None:
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            summary = {"paper": PAPER, "loss": args.loss, "batch_norm": args.batch_norm}
+            args.out.write_text(json.dumps(summary | {"results": results}, indent=1))
+
+    def report(*line) -> None:  # print, and rewrite --out: an interrupted job keeps its runs
+        print_report(*line)
+        save()
+
+    for d in args.datasets:
+        run(d, args.models, args.experiments, args.epochs, args.seed, report, args.loss,
+            args.batch_norm, into=results)  # fmt: skip
+    save()
 
 
 if __name__ == "__main__":
