@@ -27,10 +27,12 @@ from torch import Tensor
 
 from circuitkg.errors import StructureError
 from circuitkg.executor.blocks import BlockView, block_product
+from circuitkg.executor.folds import pair_fold
 from circuitkg.executor.grams import _QueryGrams
 from circuitkg.executor.passes import Evidence, Plan, is_integrated
 from circuitkg.ir.layers import InputLayer, Layer, ProductLayer, SumLayer
 from circuitkg.numerics import Scaled, scaled_product, scaled_sum, unit_max
+from circuitkg.params.views import base_of
 
 _A = string.ascii_lowercase.replace("o", "").replace("p", "")
 _B = string.ascii_uppercase.replace("N", "")
@@ -66,9 +68,24 @@ class PairEvaluator:
         self.placeholders: dict[tuple[int, int], tuple[InputLayer, InputLayer, Scaled]] = {}
 
     def root(self) -> Scaled:
-        out = self.plan.circuit.output
-        value = self.pair(out, out)
+        circuit = self.plan.circuit
+        fold = pair_fold(circuit.pair_fold)
+        if fold is not None and self.target is None:
+            return fold(
+                {layer.variable: self._base_pair(layer) for layer in circuit.input_layers()}
+            )
+        value = self.pair(circuit.output, circuit.output)
         return self.materialise(value)
+
+    def _base_pair(self, layer: InputLayer) -> Scaled:
+        """The pair of the base table ``layer`` reads, for a fold (:mod:`~circuitkg.executor.folds`):
+        its (weighted) Gram if the variable is integrated, else the outer product of its rows."""
+        base = base_of(layer.table)
+        value = self.evidence[layer.variable]
+        if is_integrated(value):
+            return self.grams.gram(base, base, weights=value)
+        rows = Scaled.of(base.rows(value))
+        return scaled_product([rows, rows], "Ni,Nj->Nij")
 
     # --- recursion -------------------------------------------------------------------------------
     def pair(self, a: Layer, b: Layer) -> Scaled | LazyPair | BlockView:

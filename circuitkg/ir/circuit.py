@@ -36,8 +36,14 @@ class Circuit:
     are sorted by name. Domain sizes come from the input tables, which must agree per variable.
     """
 
-    def __init__(self, output: Layer, variables: list[str] | None = None) -> None:
+    def __init__(
+        self, output: Layer, variables: list[str] | None = None, pair_fold: str | None = None
+    ) -> None:
         self.output = output
+        #: the name of a closed form of this circuit's squared sums that the executor may use in
+        #: place of the layer-by-layer pair pass (:mod:`circuitkg.executor.folds`); a circuit
+        #: derived from this one (a product, a replaced input) does not inherit it
+        self.pair_fold = pair_fold
         self.graph = nx.DiGraph()
         stack, seen = [output], set()
         while stack:

@@ -134,20 +134,26 @@ class Table(nn.Module):
         classes, inverse = unique_rows(weights.detach().T)
         if classes.shape[0] * 4 > self.num_values:
             return _robust(lambda ma, mb: _gram_chunks(self, other, ma, mb, weights.T), self, other)
+        # one scale for all classes (each normalised alone cost three passes over C x K x K'),
+        # then classes.T holds the weight of each class in each distinct weight row: mix those
         per_class = _robust(
-            lambda ma, mb: _class_grams(self, other, ma, mb, inverse, classes.shape[0]), self, other
+            lambda ma, mb: _class_grams(self, other, ma, mb, inverse, classes.shape[0]),
+            self,
+            other,
+            normalise=False,
         )
-        top = per_class.log_scale.max()  # classes were normalised one by one: align them first
-        aligned = per_class.value * torch.exp(per_class.log_scale - top).reshape(-1, 1, 1)
-        # classes.T holds the weight of each class in each distinct weight row: mix those only
         rows, row_of = unique_rows(weights)
+        if rows.shape[0] * 2 > weights.shape[0]:  # few repeats: gathering them back costs more
+            rows, row_of = weights, None
         mix = (
             rows
             @ _class_indicator(inverse, classes.shape[0], rows)
             / torch.bincount(inverse).to(rows.dtype)
         )
-        value = torch.einsum("bc,cij->bij", mix, aligned)[row_of]
-        return Scaled(value, top.expand(value.shape[0])).normalised()
+        value = torch.einsum("bc,cij->bij", mix, per_class.value)
+        if row_of is not None:
+            value = value[row_of]
+        return Scaled(value, per_class.log_scale[:1].expand(value.shape[0])).normalised()
 
     def column_sum(self) -> Scaled:
         """``Σ_x T[x]`` of shape ``(1, K)``."""
@@ -306,23 +312,24 @@ def _unscaled_ok(value: Tensor) -> bool:
     return math.isfinite(low) and math.isfinite(high) and max(-low, high) > SAFE_RANGE[0]
 
 
-def _robust(reduce, *tables: Table) -> Scaled:
+def _robust(reduce, *tables: Table, normalise: bool = True) -> Scaled:
     """Run a reduction over tables unscaled; redo it on prescaled tables if needed.
 
     ``reduce(m_1, ..., m_t)`` computes a sum over ``x`` of products of ``T_i[x] / m_i``, where
     ``m_i = None`` means no division. The fast path (all ``None``) costs no pass over the tables
     beyond the reduction itself; it is kept unless its result overflowed or its largest entry lies
     below ``SAFE_RANGE[0]`` (where float32 underflow could bite), in which case each table is
-    divided by its largest entry first.
+    divided by its largest entry first. The rows of the result are normalised one by one, or
+    (``normalise=False``) share the one scale.
     """
     value = reduce(*[None] * len(tables))
-    if _unscaled_ok(value):
-        zeros = torch.zeros(value.shape[0], dtype=value.dtype, device=value.device)
-        return Scaled(value, zeros).normalised()
-    scales = [t.abs_max() for t in tables]
-    value = reduce(*scales)
-    log_scale = sum(torch.log(m) for m in scales).expand(value.shape[0])
-    return Scaled(value, log_scale).normalised()
+    log_scale = torch.zeros((), dtype=value.dtype, device=value.device)
+    if not _unscaled_ok(value):
+        scales = [t.abs_max() for t in tables]
+        value = reduce(*scales)
+        log_scale = sum(torch.log(m) for m in scales)
+    out = Scaled(value, log_scale.expand(value.shape[0]))
+    return out.normalised() if normalise else out
 
 
 def _class_indicator(inverse: Tensor, num_classes: int, like: Tensor) -> Tensor:
@@ -337,11 +344,18 @@ def _class_grams(
     """``(C, K, K')``: ``Σ_{x in class c} (A[x]/ma)ᵀ (B[x]/mb)``, ``O(|X| K K')`` in all."""
     order = torch.argsort(inverse)
     counts = torch.bincount(inverse, minlength=num_classes).tolist()
-    grams = []
-    for index in torch.split(order, counts):
-        ra, rb = _divided(a.rows(index), ma), _divided(b.rows(index), mb)
-        grams.append(ra.T @ rb)
-    return torch.stack(grams)
+    if torch.is_grad_enabled():
+        # one gather, split into classes: a gather per class would zero-fill a whole-table
+        # gradient per class in the backward pass (170 of them in a CoDEx-S constrained log Z)
+        ra = _divided(a.rows(order), ma)
+        rb = ra if a is b and ma is mb else _divided(b.rows(order), mb)
+        pairs = zip(torch.split(ra, counts), torch.split(rb, counts), strict=True)
+    else:
+        pairs = (
+            (_divided(a.rows(i), ma), _divided(b.rows(i), mb)) for i in torch.split(order, counts)
+        )
+    same = a is b and ma is mb
+    return torch.stack([_SelfGram.apply(x) if same else x.T @ y for x, y in pairs])
 
 
 def _divided(x: Tensor, m: Tensor | None) -> Tensor:
