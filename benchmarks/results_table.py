@@ -74,6 +74,8 @@ PAPER_SEM1 = {
 }
 #: a squared model is competitive when its MRR is at least (1 - COMPETITIVE) x the score model's
 COMPETITIVE = 0.1
+#: WN18RR's test triples, and those naming an entity absent from train
+WN18RR_TEST, WN18RR_UNSEEN_TEST = 3134, 210
 #: |ours - paper| / paper within which a row counts as reproduced
 TOLERANCE = 0.05
 SUFFIX = {"score": "", "monotone": "+", "squared": "²"}
@@ -299,10 +301,15 @@ def _protocol_table(by_key: dict) -> list[str]:
         "entity never seen in training are ranked with its untrained row, and LL is over all",
         "40,943 entities instead of 40,559.",
         "",
-        "| model | objective | MRR drop | MRR keep | Δ MRR | LL drop | LL keep | ECE drop "
-        "| ECE keep |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "'drop x 2924/3134': the keep MRR expected if the 210 added triples had reciprocal rank 0 in",
+        "both directions (their entity's row is untrained, as query anchor and as answer). The",
+        "drop rows ran in November at older commits; the keep rows at this one.",
+        "",
+        "| model | objective | MRR drop | MRR keep | drop x 2924/3134 | Δ MRR | LL drop | LL keep "
+        "| ECE drop | ECE keep |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    seen = WN18RR_TEST - WN18RR_UNSEEN_TEST
     for model, form in product(LARGE_MODELS, FORMS):
         for objective in ("pll",) if form == "score" else ("pll", "mle"):
             key = ("wn18rr", model, form, objective)
@@ -312,7 +319,7 @@ def _protocol_table(by_key: dict) -> list[str]:
             d, k = drop["test"], keep["test"]
             lines.append(
                 f"| {model}{SUFFIX[form]} | {objective} | {d['mrr']:.3f} | {k['mrr']:.3f} "
-                f"| {k['mrr'] - d['mrr']:+.3f} | {_ll(d)} | {_ll(k)} | {d['ece']:.3f} "
+                f"| {d['mrr'] * seen / WN18RR_TEST:.3f} | {k['mrr'] - d['mrr']:+.3f} | {_ll(d)} | {_ll(k)} | {d['ece']:.3f} "
                 f"| {k['ece']:.3f} |"
             )
     return [*lines, ""]
