@@ -64,8 +64,14 @@ def complex_pair_fold(pairs: Mapping[str, Scaled]) -> Scaled:
     """
     k = pairs["s"].value.shape[-1] // 2
     index, weight = _upper_triangle(k, pairs["s"].value.device)
-    s, r, o = (_complex_grams(pairs[v].value, index) for v in ("s", "r", "o"))
-    value = 0.5 * _HadamardFold.apply(s, r, o, weight.to(s.dtype))
+    weight = weight.to(pairs["s"].value.dtype)
+    s, r = (_complex_grams(pairs[v].value, index) for v in ("s", "r"))
+    if pairs["o"] is pairs["s"]:
+        # one Gram for s and o (log Z): Σ A R conj(A) = Σ |A|² R, whose real part is Σ |A|² Re R
+        value = 0.5 * ((s[:, 0].square() + s[:, 1].square()) * r[:, 0]).sum(dim=0) @ weight
+    else:
+        o = _complex_grams(pairs["o"].value, index)
+        value = 0.5 * _HadamardFold.apply(s, r, o, weight)
     log_scale = pairs["s"].log_scale + pairs["r"].log_scale + pairs["o"].log_scale
     return Scaled(value.reshape(-1, 1, 1), log_scale.expand(value.shape[0])).normalised()
 

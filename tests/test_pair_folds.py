@@ -73,7 +73,13 @@ def test_complex_fold_serves_log_partition_and_kronecker_tables():
     compiled = model.compile()
     assert compiled.circuit.pair_fold == "complex"
     expected = _enumerated_phi_squared(compiled, 6, 2).sum().log()
-    torch.testing.assert_close(compiled.log_partition(), expected, rtol=1e-10, atol=1e-12)
+    folded = compiled.log_partition()  # s and o share one Gram: the Σ |A|² Re R form
+    torch.testing.assert_close(folded, expected, rtol=1e-10, atol=1e-12)
+    params = list(model.parameters())
+    for g, e in zip(
+        torch.autograd.grad(folded, params), torch.autograd.grad(expected, params), strict=True
+    ):
+        torch.testing.assert_close(g, e, rtol=1e-8, atol=1e-12)
 
 
 def test_monotone_complex_has_no_fold():
