@@ -29,26 +29,14 @@ MAX_ENTRIES = 1 << 24
 
 def masked_normaliser(compiled, target: str, mask: Tensor, given: dict[str, Tensor]) -> Tensor:
     """``log Σ_x mask[b, x] φ(x, given_b)²`` per row ``b`` (``-inf`` for an all-zero mask row);
-    every variable but ``target`` observed in ``given``.
-
-    Raises ``ValueError`` when the target's input layers read more than one base table (the
-    caller's general plan runs then)."""
-    bases = compiled.expansions.bases(target)
-    if len(bases) != 1:
-        raise ValueError("the all-values normaliser needs one base table per variable")
-    table = bases[0]
-    coef = compiled.expansions.linear(target, **given).blocks[0].normalised()
-    m = table.abs_max()
-    rows = table.full() / m  # (|t|, W)
+    every variable but ``target`` observed in ``given``."""
+    coef, rows, m = _coefficients_and_rows(compiled, target, given)
     step = max(1, MAX_ENTRIES // rows.shape[0])
     parts = []
     for c, w in zip(coef.value.split(step), mask.split(step), strict=True):
         parts.append(((c @ rows.T).square() * w.to(c.dtype)).sum(dim=1))
     mass = torch.cat(parts)
-    empty = mass <= 0
-    mass = torch.where(empty, 1.0, mass)  # no 1/0 in the backward of the rows cut below
-    log_mass = torch.log(mass) + 2 * coef.log_scale + 2 * torch.log(m)
-    return torch.where(empty, -torch.inf, log_mass)
+    return _log_mass(mass, mass <= 0, coef.log_scale, m)
 
 
 def grouped_normaliser(
@@ -61,13 +49,7 @@ def grouped_normaliser(
 ) -> Tensor:
     """``log Σ_{x ∈ allowed[groups[b]]} φ(x, given_b)²`` per row ``b``, ``-inf`` where
     ``anchor_ok[b]`` is false; every variable but ``target`` observed in ``given``."""
-    bases = compiled.expansions.bases(target)
-    if len(bases) != 1:
-        raise ValueError("the grouped normaliser needs one base table per variable")
-    table = bases[0]
-    coef = compiled.expansions.linear(target, **given).blocks[0].normalised()
-    m = table.abs_max()
-    rows = table.full() / m  # (|t|, W)
+    coef, rows, m = _coefficients_and_rows(compiled, target, given)
     present, of_row = torch.unique(groups, return_inverse=True)
     order = torch.argsort(of_row, stable=True)
     counts = torch.bincount(of_row, minlength=present.numel()).tolist()
@@ -79,7 +61,25 @@ def grouped_normaliser(
         for c, r in zip(coef.value[order].split(counts), values, strict=True)
     ]
     mass = torch.cat(parts)[torch.argsort(order)]
-    empty = ~anchor_ok | (mass <= 0)
+    return _log_mass(mass, ~anchor_ok | (mass <= 0), coef.log_scale, m)
+
+
+def _coefficients_and_rows(compiled, target: str, given: dict[str, Tensor]):
+    """The target's coefficients ``c_b`` (scaled, normalised), its one base table's rows divided
+    by their largest entry ``m``, and ``m``: ``φ(x, given_b) = c_b · rows[x] · m · scale_b``.
+
+    Raises ``ValueError`` when the target's input layers read more than one base table (the
+    caller's general plan runs then)."""
+    bases = compiled.expansions.bases(target)
+    if len(bases) != 1:
+        raise ValueError("the normalisers from allowed rows need one base table per variable")
+    coef = compiled.expansions.linear(target, **given).blocks[0].normalised()
+    m = bases[0].abs_max()
+    return coef, bases[0].full() / m, m
+
+
+def _log_mass(mass: Tensor, empty: Tensor, log_scale: Tensor, m: Tensor) -> Tensor:
+    """``log`` of the scaled squared masses, ``-inf`` where ``empty``."""
     mass = torch.where(empty, 1.0, mass)  # no 1/0 in the backward of the rows cut below
-    log_mass = torch.log(mass) + 2 * coef.log_scale + 2 * torch.log(m)
+    log_mass = torch.log(mass) + 2 * log_scale + 2 * torch.log(m)
     return torch.where(empty, -torch.inf, log_mass)
