@@ -379,3 +379,33 @@ def test_truncated_schema_json_gz_names_the_file(tmp_path):
     file.write_bytes(b"not gzip at all")
     with pytest.raises(SchemaFormatError, match=r"schema\.json\.gz: not a complete gzip file"):
         DomainSchema.from_json(file)
+
+
+def test_data_loading_failures_are_circuitkg_errors(tmp_path):
+    """A missing folder, an unknown name or option: CircuitKGError subclasses that still match the
+    builtin exception a caller may catch (FileNotFoundError, ValueError)."""
+    from circuitkg.data import (
+        DataArgumentError,
+        DatasetNotFoundError,
+        load,
+        load_folder,
+        load_inductive,
+        load_ookb,
+    )
+    from circuitkg.errors import CircuitKGError
+
+    cases = [
+        (lambda: load_folder(tmp_path / "absent"), DatasetNotFoundError, FileNotFoundError),
+        (lambda: load("no-such-dataset"), DataArgumentError, ValueError),
+        (lambda: load_ookb("wn11", setting="sideways"), DataArgumentError, ValueError),
+        (lambda: load_ookb("wn11", root=tmp_path), DatasetNotFoundError, FileNotFoundError),
+        (
+            lambda: load_inductive("fb237_v1", root=tmp_path),
+            DatasetNotFoundError,
+            FileNotFoundError,
+        ),
+    ]
+    for call, ours, builtin in cases:
+        with pytest.raises(ours) as info:
+            call()
+        assert isinstance(info.value, CircuitKGError) and isinstance(info.value, builtin)

@@ -15,7 +15,13 @@ from circuitkg.data.inductive import (
     InductiveSplit,
     load_inductive,
 )
-from circuitkg.data.kg import DataFormatError, KnowledgeGraph, UnknownNameError
+from circuitkg.data.kg import (
+    DataArgumentError,
+    DataFormatError,
+    DatasetNotFoundError,
+    KnowledgeGraph,
+    UnknownNameError,
+)
 from circuitkg.data.loaders import (
     DATA_ENV_VAR,
     EXTERNAL_DATASETS,
@@ -37,6 +43,8 @@ from circuitkg.data.ookb import (
 )
 
 __all__ = [
+    "DataArgumentError",
+    "DatasetNotFoundError",
     "DATA_ENV_VAR",
     "EXTERNAL_DATASETS",
     "INDUCTIVE_DATASETS",

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from circuitkg.data.kg import KnowledgeGraph, UnknownNameError
+from circuitkg.data.kg import DataArgumentError, KnowledgeGraph, UnknownNameError
 
 __all__ = ["from_triples", "split", "split_names", "to_labelled"]
 
@@ -35,7 +35,7 @@ def split_names(num_ratios: int) -> tuple[str, ...]:
     try:
         return _SPLIT_NAMES[num_ratios]
     except KeyError:
-        raise ValueError(
+        raise DataArgumentError(
             f"ratios must have 2 (train, test) or 3 (train, valid, test) entries, got {num_ratios}"
         ) from None
 
@@ -50,7 +50,7 @@ def to_labelled(triples: Any, what: str = "triples") -> np.ndarray:
         elif len(columns) >= 3:
             frame = triples.iloc[:, :3]
         else:
-            raise ValueError(f"{what}: a DataFrame needs 3 columns, got {columns}")
+            raise DataArgumentError(f"{what}: a DataFrame needs 3 columns, got {columns}")
         array = frame.to_numpy(dtype=object)
     elif isinstance(triples, torch.Tensor):
         raise TypeError(
@@ -62,7 +62,7 @@ def to_labelled(triples: Any, what: str = "triples") -> np.ndarray:
         if array.size == 0:
             array = array.reshape(0, 3)
     if array.ndim != 2 or array.shape[1] != 3:
-        raise ValueError(
+        raise DataArgumentError(
             f"{what}: expected (head, relation, tail) triples, got shape {tuple(array.shape)}"
         )
     out = np.empty(array.shape, dtype=object)
@@ -71,7 +71,7 @@ def to_labelled(triples: Any, what: str = "triples") -> np.ndarray:
             value = str(value)
         if not isinstance(value, str) or not value or value.isspace():
             row = index[0]
-            raise ValueError(
+            raise DataArgumentError(
                 f"{what}: row {row} {tuple(array[row])!r}: every name must be a non-empty string"
             )
         out[index] = value
@@ -102,12 +102,12 @@ def from_triples(
     its triples are dropped with an :class:`UnseenTriplesWarning` (``unseen="drop"``).
     """
     if unseen not in ("raise", "drop"):
-        raise ValueError(f"unseen must be 'raise' or 'drop', got {unseen!r}")
+        raise DataArgumentError(f"unseen must be 'raise' or 'drop', got {unseen!r}")
     if isinstance(triples, Mapping):
         if splits is not None:
-            raise ValueError("splits= divides one set of triples; got named splits already")
+            raise DataArgumentError("splits= divides one set of triples; got named splits already")
         if "train" not in triples:
-            raise ValueError(f"named splits must include 'train'; got {list(triples)}")
+            raise DataArgumentError(f"named splits must include 'train'; got {list(triples)}")
         labelled = {str(s): to_labelled(t, f"split {s!r}") for s, t in triples.items()}
     else:
         labelled = {"train": to_labelled(triples)}
@@ -116,7 +116,7 @@ def from_triples(
 
     given = (entity_to_id is not None, relation_to_id is not None)
     if any(given) and not all(given):
-        raise ValueError("give both entity_to_id and relation_to_id, or neither")
+        raise DataArgumentError("give both entity_to_id and relation_to_id, or neither")
     if all(given):
         entities = _vocabulary("entity", entity_to_id)
         relations = _vocabulary("relation", relation_to_id)
@@ -247,14 +247,14 @@ def _check_ratios(ratios: Sequence[float]) -> tuple[float, ...]:
     if any(not math.isfinite(r) or r < 0 for r in values) or not math.isclose(
         sum(values), 1.0, abs_tol=1e-6
     ):
-        raise ValueError(f"ratios must be non-negative and sum to 1, got {ratios!r}")
+        raise DataArgumentError(f"ratios must be non-negative and sum to 1, got {ratios!r}")
     return values
 
 
 def _vocabulary(kind: str, to_id: Mapping[str, int]) -> list[str]:
     names = sorted(to_id, key=to_id.__getitem__)
     if [to_id[n] for n in names] != list(range(len(names))):
-        raise ValueError(f"{kind}_to_id must map its names to the ids 0..{len(names) - 1}")
+        raise DataArgumentError(f"{kind}_to_id must map its names to the ids 0..{len(names) - 1}")
     return names
 
 

@@ -15,7 +15,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from circuitkg.data.kg import DataFormatError, KnowledgeGraph, UnknownNameError
+from circuitkg.data.kg import (
+    DataFormatError,
+    DatasetNotFoundError,
+    KnowledgeGraph,
+    UnknownNameError,
+)
 from circuitkg.data.loaders import _encode, _TripleFile
 
 __all__ = ["load_graph_file"]
@@ -37,7 +42,7 @@ def load_graph_file(
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"graph file {path} does not exist")
+        raise DatasetNotFoundError(f"graph file {path} does not exist")
     relation_to_id = {r: i for i, r in enumerate(relations)}
     graph = _TripleFile(path)
     if len(graph) == 0:
@@ -47,7 +52,7 @@ def load_graph_file(
     if test is not None:
         test = Path(test)
         if not test.is_file():
-            raise FileNotFoundError(f"test triple file {test} does not exist")
+            raise DatasetNotFoundError(f"test triple file {test} does not exist")
         files["test"] = _TripleFile(test)
         _check_relations(files["test"], relation_to_id)
     entities = sorted(set(graph.heads).union(graph.tails))

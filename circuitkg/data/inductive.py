@@ -20,7 +20,12 @@ from typing import Literal, NoReturn
 
 import torch
 
-from circuitkg.data.kg import DataFormatError, KnowledgeGraph
+from circuitkg.data.kg import (
+    DataArgumentError,
+    DataFormatError,
+    DatasetNotFoundError,
+    KnowledgeGraph,
+)
 from circuitkg.data.loaders import (
     DATA_ENV_VAR,
     REQUIRED_SPLITS,
@@ -67,7 +72,7 @@ class InductiveSplit:
             self.inference.id_to_relation != self.train.id_to_relation
             or self.inference.relation_to_id != self.train.relation_to_id
         ):
-            raise ValueError(
+            raise DataArgumentError(
                 f"{self.name}: the inference graph's relation vocabulary differs from the "
                 "training graph's; an inductive split needs one shared relation vocabulary"
             )
@@ -139,10 +144,12 @@ def load_inductive(
     (``"drop"``). Cost: linear in the file sizes.
     """
     if unseen_relations not in ("error", "drop"):
-        raise ValueError(f"unseen_relations must be 'error' or 'drop', got {unseen_relations!r}")
+        raise DataArgumentError(
+            f"unseen_relations must be 'error' or 'drop', got {unseen_relations!r}"
+        )
     canonical = {n.lower(): n for n in INDUCTIVE_DATASETS}.get(name.lower())
     if canonical is None:
-        raise ValueError(
+        raise DataArgumentError(
             f"unknown inductive dataset {name!r}; known: {', '.join(INDUCTIVE_DATASETS)}"
         )
     folder = _pair_root(canonical, root)
@@ -161,7 +168,7 @@ def _pair_root(name: str, root: str | os.PathLike[str] | None) -> Path:
         return _PACKAGE_GRAIL
     data_root = _data_root(root)
     if data_root is None:
-        raise FileNotFoundError(
+        raise DatasetNotFoundError(
             f"inductive dataset {name!r} is not shipped with circuitkg: pass root=<folder "
             f"containing {name}/ and {name}{INFERENCE_SUFFIX}/> or set the environment variable "
             f"{DATA_ENV_VAR}"
@@ -171,7 +178,7 @@ def _pair_root(name: str, root: str | os.PathLike[str] | None) -> Path:
     ]
     if missing:
         source = "root" if root is not None else f"${DATA_ENV_VAR}"
-        raise FileNotFoundError(
+        raise DatasetNotFoundError(
             f"inductive dataset {name!r} not found: no folder {' or '.join(missing)} (from {source})"
         )
     return data_root

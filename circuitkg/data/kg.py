@@ -21,6 +21,14 @@ class DataFormatError(CircuitKGError, ValueError):
     """A triple file is malformed or refers to names the training split does not contain."""
 
 
+class DatasetNotFoundError(CircuitKGError, FileNotFoundError):
+    """A dataset, its folder or one of its files is not where it was looked for."""
+
+
+class DataArgumentError(CircuitKGError, ValueError):
+    """A loader or builder was given an unusable argument (an unknown dataset, setting or option)."""
+
+
 class UnknownNameError(CircuitKGError, KeyError):
     """An entity, relation or split name is not known."""
 
@@ -50,10 +58,12 @@ class KnowledgeGraph:
             ("relation", self.relation_to_id, self.id_to_relation),
         ):
             if len(to_id) != len(names) or any(to_id.get(n) != i for i, n in enumerate(names)):
-                raise ValueError(f"{kind}_to_id and id_to_{kind} are not inverse of each other")
+                raise DataFormatError(
+                    f"{kind}_to_id and id_to_{kind} are not inverse of each other"
+                )
         for split, triples in self.splits.items():
             if triples.dtype != torch.long or triples.dim() != 2 or triples.shape[1] != 3:
-                raise ValueError(
+                raise DataFormatError(
                     f"split {split!r}: expected an (N, 3) int64 tensor, got "
                     f"{tuple(triples.shape)} {triples.dtype}"
                 )
@@ -62,7 +72,7 @@ class KnowledgeGraph:
             lo, hi = triples.min(dim=0).values, triples.max(dim=0).values
             bounds = (self.num_entities, self.num_relations, self.num_entities)
             if bool((lo < 0).any()) or any(int(h) >= b for h, b in zip(hi, bounds, strict=True)):
-                raise ValueError(f"split {split!r}: ids out of range")
+                raise DataFormatError(f"split {split!r}: ids out of range")
 
     @classmethod
     def from_triples(cls, triples, name: str = "custom", splits=None, **options) -> KnowledgeGraph:

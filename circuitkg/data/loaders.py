@@ -17,7 +17,12 @@ from typing import Literal, NoReturn
 import numpy as np
 import torch
 
-from circuitkg.data.kg import DataFormatError, KnowledgeGraph
+from circuitkg.data.kg import (
+    DataArgumentError,
+    DataFormatError,
+    DatasetNotFoundError,
+    KnowledgeGraph,
+)
 from circuitkg.data.text import read_text
 
 __all__ = [
@@ -162,7 +167,7 @@ def load_folder(
         raise DataFormatError(f"header must be 'auto', True or False, got {header!r}")
     folder = Path(path)
     if not folder.is_dir():
-        raise FileNotFoundError(f"dataset folder {folder} does not exist")
+        raise DatasetNotFoundError(f"dataset folder {folder} does not exist")
     files = {s: _split_file(folder, s, required=True) for s in REQUIRED_SPLITS}
     for split in OPTIONAL_SPLITS:
         if (file := _split_file(folder, split, required=False)) is not None:
@@ -261,17 +266,19 @@ def load(
         return load_folder(_PACKAGE_DATASETS / key, unseen=unseen, name=key)
     if key not in EXTERNAL_DATASETS:
         known = ", ".join(SHIPPED_DATASETS + EXTERNAL_DATASETS)
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {known}")
+        raise DataArgumentError(f"unknown dataset {name!r}; known datasets: {known}")
     data_root = _data_root(root)
     if data_root is None:
-        raise FileNotFoundError(
+        raise DatasetNotFoundError(
             f"dataset {key!r} is not shipped with circuitkg: pass root=<folder containing "
             f"{key}/> or set the environment variable {DATA_ENV_VAR}"
         )
     folder = data_root / key
     if not folder.is_dir():
         source = "root" if root is not None else f"${DATA_ENV_VAR}"
-        raise FileNotFoundError(f"dataset {key!r} not found: looked for {folder} (from {source})")
+        raise DatasetNotFoundError(
+            f"dataset {key!r} not found: looked for {folder} (from {source})"
+        )
     return load_folder(folder, unseen=unseen, name=key)
 
 
@@ -298,7 +305,7 @@ def _split_file(folder: Path, split: str, *, required: bool) -> Path | None:
         return present[0]
     if required:
         names = ", ".join(p.name for p in candidates)
-        raise FileNotFoundError(f"{folder}: no file for split {split!r} (looked for {names})")
+        raise DatasetNotFoundError(f"{folder}: no file for split {split!r} (looked for {names})")
     return None
 
 

@@ -32,7 +32,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from circuitkg.data.kg import DataFormatError, KnowledgeGraph
+from circuitkg.data.kg import (
+    DataArgumentError,
+    DataFormatError,
+    DatasetNotFoundError,
+    KnowledgeGraph,
+)
 from circuitkg.data.loaders import DATA_ENV_VAR, SUFFIXES, _data_root, _shown
 from circuitkg.data.text import read_text
 
@@ -65,7 +70,7 @@ class LabelledTriples:
             or self.triples.shape[1] != 3
             or self.labels.shape != (len(self.triples),)
         ):
-            raise ValueError(
+            raise DataArgumentError(
                 f"labelled triples: (n, 3) triples and (n,) labels, got "
                 f"{tuple(self.triples.shape)} and {tuple(self.labels.shape)}"
             )
@@ -167,15 +172,15 @@ def load_ookb(
     """
     key = name.lower()
     if key not in OOKB_DATASETS:
-        raise ValueError(f"unknown OOKB dataset {name!r}; known: {sorted(OOKB_DATASETS)}")
+        raise DataArgumentError(f"unknown OOKB dataset {name!r}; known: {sorted(OOKB_DATASETS)}")
     if setting not in OOKB_SETTINGS:
-        raise ValueError(f"unknown OOKB setting {setting!r}; choose one of {OOKB_SETTINGS}")
+        raise DataArgumentError(f"unknown OOKB setting {setting!r}; choose one of {OOKB_SETTINGS}")
     if size not in OOKB_SIZES:
-        raise ValueError(f"unknown OOKB size {size!r}; choose one of {OOKB_SIZES}")
+        raise DataArgumentError(f"unknown OOKB size {size!r}; choose one of {OOKB_SIZES}")
     base = _dataset_root(OOKB_DATASETS[key], root)
     folder = base / f"{setting}-{size}"
     if not folder.is_dir():
-        raise FileNotFoundError(f"OOKB split {setting}-{size} not found: no folder {folder}")
+        raise DatasetNotFoundError(f"OOKB split {setting}-{size} not found: no folder {folder}")
     files = {s: _file(folder, s) for s in ("train", "aux", "dev", "test")}
     train = _read_ints(files["train"], 3)
     aux = _read_ints(files["aux"], 3)
@@ -243,7 +248,7 @@ def load_ookb(
 def _dataset_root(folder: str, root: str | os.PathLike[str] | None) -> Path:
     data_root = _data_root(root)
     if data_root is None:
-        raise FileNotFoundError(
+        raise DatasetNotFoundError(
             f"OOKB data is not shipped with circuitkg: pass root=<folder containing {folder}/> or "
             f"set the environment variable {DATA_ENV_VAR}"
         )
@@ -251,7 +256,7 @@ def _dataset_root(folder: str, root: str | os.PathLike[str] | None) -> Path:
         if candidate.is_dir():
             return candidate
     source = "root" if root is not None else f"${DATA_ENV_VAR}"
-    raise FileNotFoundError(
+    raise DatasetNotFoundError(
         f"OOKB data not found: no folder {data_root / folder} or {data_root / 'ookb' / folder} "
         f"(from {source})"
     )
@@ -260,7 +265,7 @@ def _dataset_root(folder: str, root: str | os.PathLike[str] | None) -> Path:
 def _file(folder: Path, split: str) -> Path:
     present = [folder / (split + s) for s in _SUFFIXES if (folder / (split + s)).is_file()]
     if not present:
-        raise FileNotFoundError(f"{folder}: no file for {split!r} (looked for {split}[.gz])")
+        raise DatasetNotFoundError(f"{folder}: no file for {split!r} (looked for {split}[.gz])")
     if len(present) > 1:
         raise DataFormatError(f"{folder}: several files for {split!r}: {present}")
     return present[0]
