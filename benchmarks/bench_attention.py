@@ -103,20 +103,17 @@ def accuracy(args) -> dict:
             optimiser.step()
     train_s = time.perf_counter() - start
     model.eval()
-    bound = model.on(split.graph_with_aux())
-    compiled = ckg.compile(bound)
-    result = ckg.eval.triple_classification(compiled, split)
+    evaluation = ckg.eval.evaluate_ookb(model, split)
     out = {
         "split": args.split, "encoder": args.encoder, "model": args.model, "form": form,
         "rank": args.rank, "heads": args.heads, "epochs": args.epochs, "lr": args.lr,
-        "accuracy": result.accuracy, "dev_accuracy": result.dev_accuracy,
+        "accuracy": evaluation.score.accuracy, "dev_accuracy": evaluation.score.dev_accuracy,
         "final_loss": float(loss.detach()), "train_s": train_s,
     }  # fmt: skip
-    if form != "score":
-        conditional = ckg.eval.triple_classification(compiled, split, criterion="conditional")
-        out["accuracy_conditional"] = conditional.accuracy
-        with torch.no_grad():
-            out["test_log_likelihood"] = float(compiled.log_prob(split.test.positives).mean())
+    if evaluation.conditional is not None:
+        out["accuracy_conditional"] = evaluation.conditional.accuracy
+        out["test_log_likelihood"] = evaluation.test_log_likelihood
+        out["unseen_test_log_likelihood"] = evaluation.unseen_log_likelihood
     return out
 
 

@@ -185,3 +185,26 @@ def test_info_lists_encoders(capsys):
     assert main(["info", "--dataset", "fb237_v1"]) == 0
     out = capsys.readouterr().out
     assert "inference_num_entities" in out and "refactor" in out
+
+
+def test_ookb_split_reports_triple_classification_on_the_aux_graph(tmp_path, capsys):
+    """``--dataset wn11-head-1000``: trained on the split's training graph, reported on the graph
+    with aux edges (triple classification; conditional accuracy and log-likelihoods if normalised)."""
+    from test_ookb import tiny_ookb
+
+    root = tiny_ookb(tmp_path / "data")
+    base = ["train", "--dataset", "wn11-head-1000", "--data-root", str(root), "--rank", "4",
+            "--epochs", "1", "--eval-every", "0", "--quiet"]  # fmt: skip
+    assert main([*base, "--form", "squared", "--encoder", "attention", "--out", str(tmp_path / "sq")]) == 0
+    out = capsys.readouterr().out
+    assert "OOKB test on wn11-head-1000 with aux edges (5 entities, 2 unseen" in out
+    metrics = json.loads((tmp_path / "sq" / "metrics.json").read_text())["ookb_test"]
+    assert metrics["num_test"] == 2 and 0 <= metrics["accuracy"] <= 1
+    assert metrics["test_log_likelihood"] < 0 and "conditional_accuracy" in metrics
+    args = [*base, "--model", "transe", "--form", "score", "--objective", "margin",
+            "--encoder", "mean", "--out", str(tmp_path / "score")]  # fmt: skip
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "score" / "metrics.json").read_text())["ookb_test"]
+    assert "conditional_accuracy" not in metrics and 0 <= metrics["accuracy"] <= 1
+    assert main(base) == 2  # a lookup entity table cannot embed the unseen entities
+    assert "add --encoder" in capsys.readouterr().err

@@ -23,12 +23,15 @@ from circuitkg.constraints import ConstrainedCircuit, SchemaError, constrain
 from circuitkg.data import (
     EXTERNAL_DATASETS,
     INDUCTIVE_DATASETS,
+    OOKB_NAMES,
     SHIPPED_DATASETS,
     InductiveSplit,
     KnowledgeGraph,
+    OOKBSplit,
     load,
     load_folder,
     load_inductive,
+    load_ookb_named,
 )
 from circuitkg.data.graph_files import load_graph_file
 from circuitkg.encoders import Graph
@@ -92,22 +95,23 @@ def resolve_device(name: str) -> torch.device:
 
 def load_data(
     name: str, root: str | None, unseen: str = "drop"
-) -> tuple[KnowledgeGraph, InductiveSplit | None]:
+) -> tuple[KnowledgeGraph, InductiveSplit | OOKBSplit | None]:
     """A dataset by name or folder (:func:`circuitkg.workflow.resolve_dataset`), and for an
-    inductive one (:data:`INDUCTIVE_DATASETS`) its split: the knowledge graph is then the split's
-    training graph. ``unseen`` is the protocol of :func:`circuitkg.data.load_folder` for
-    valid/test names absent from train (an inductive split has its own: only ``drop``)."""
-    if not is_folder(name) and name.lower() in {n.lower() for n in INDUCTIVE_DATASETS}:
+    inductive one (:data:`INDUCTIVE_DATASETS`) or an OOKB split (:data:`OOKB_NAMES`, entities unseen
+    in training) its split: the knowledge graph is then the split's training graph. ``unseen`` is
+    the protocol of :func:`circuitkg.data.load_folder` for valid/test names absent from train (a
+    split of unseen entities has its own: only ``drop``)."""
+    held_out = {n.lower(): load_inductive for n in INDUCTIVE_DATASETS}
+    held_out |= {n: load_ookb_named for n in OOKB_NAMES}
+    if not is_folder(name) and name.lower() in held_out:
         if unseen != "drop":
             raise ConfigError(f"unseen {unseen!r} applies to transductive datasets, not {name}")
-        split = load_inductive(name, root)
+        split = held_out[name.lower()](name, root)
         threads_for(split.train)
         return split.train, split
     if not is_folder(name):
         check_choice(
-            "dataset",
-            name.lower(),
-            SHIPPED_DATASETS + EXTERNAL_DATASETS + tuple(n.lower() for n in INDUCTIVE_DATASETS),
+            "dataset", name.lower(), SHIPPED_DATASETS + EXTERNAL_DATASETS + tuple(held_out)
         )
     if unseen == "drop":
         kg, _ = resolve_dataset(name, root)

@@ -11,7 +11,7 @@ import argparse
 
 from circuitkg.cli.common import UsageError, load_data
 from circuitkg.compilers import MODELS, create_model
-from circuitkg.data import EXTERNAL_DATASETS, INDUCTIVE_DATASETS, SHIPPED_DATASETS
+from circuitkg.data import EXTERNAL_DATASETS, INDUCTIVE_DATASETS, OOKB_NAMES, SHIPPED_DATASETS
 from circuitkg.encoders import ENCODERS
 from circuitkg.forms import check_form
 from circuitkg.train.config import check_choice
@@ -38,6 +38,7 @@ def info(args: argparse.Namespace) -> int:
             raise UsageError("--model needs --dataset (model sizes depend on the dataset)")
         print(f"{'datasets':>22}: {', '.join(SHIPPED_DATASETS + EXTERNAL_DATASETS)}")
         print(f"{'inductive datasets':>22}: {', '.join(INDUCTIVE_DATASETS)}")
+        print(f"{'unseen-entity splits':>22}: {', '.join(OOKB_NAMES)}")
         print(f"{'encoders':>22}: {', '.join(sorted(ENCODERS))}")
         print()
         _print_models()

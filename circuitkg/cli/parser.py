@@ -86,7 +86,8 @@ def _train_parser(sub) -> None:
     option(
         "--dataset",
         f"a dataset name ({', '.join(dataset_names())}; GraIL inductive pairs such as fb237_v1 "
-        "need --encoder; `circuitkg info` lists them) or a folder holding train, valid and test "
+        "and WN11 unseen-entity splits such as wn11-head-1000 need --encoder; `circuitkg info` "
+        "lists them) or a folder holding train, valid and test "
         "triple files (.txt, .tsv, optionally .gz)",
     )
     option("--data-root", _DATA_ROOT_HELP)

@@ -27,10 +27,11 @@ from circuitkg.cli.common import (
 )
 from circuitkg.cli.parser import ENCODER_FLAGS, FEATURE_KINDS, TRAIN_FIELDS
 from circuitkg.compile import compile as compile_
-from circuitkg.data import InductiveSplit, KnowledgeGraph
+from circuitkg.data import InductiveSplit, KnowledgeGraph, OOKBSplit
 from circuitkg.distributed import DataParallel, World, close_world, init_world, launched, relaunch
 from circuitkg.encoders import ENCODERS, Graph, GraphError
 from circuitkg.eval.grail import evaluate_sampled_ranking, uniform_log_likelihood
+from circuitkg.eval.ookb import evaluate_ookb
 from circuitkg.eval.ranking import keyword_scorer
 from circuitkg.eval.runner import evaluate
 from circuitkg.train import TrainConfig, Trainer, init_from_checkpoint, load_checkpoint
@@ -120,22 +121,31 @@ def train_run(args: argparse.Namespace, world: World | None) -> int:
     print(f"trained {state.epoch} epochs in {seconds:.1f} s of training steps")
     if state.best_epoch is not None:
         print(f"best validation MRR {state.best_metric:.4f} at epoch {state.best_epoch}")
-    report = evaluate(result.compiled, trainer.kg, "test", batch_size=result.config.eval_batch_size)
+    metrics = {}
+    if not isinstance(split, OOKBSplit):  # an OOKB training graph has no test triples of its own
+        batch = result.config.eval_batch_size
+        report = evaluate(result.compiled, trainer.kg, "test", batch_size=batch)
+        if split is not None:
+            print(f"transductive test on the training graph {trainer.kg.name}:")
+        print(report)
+        metrics["test"] = finite(report.as_dict())
     if split is not None:
-        print(f"transductive test on the training graph {trainer.kg.name}:")
-    print(report)
-    inductive = inductive_report(result, split) if split is not None else {}
+        metrics |= HELD_OUT_REPORTS[type(split)](result, split)
     if result.out is not None:
-        metrics = {"test": finite(report.as_dict()), "best_valid_mrr": state.best_metric}
-        metrics |= {"best_epoch": state.best_epoch, "epochs": state.epoch} | inductive
+        metrics |= {"best_valid_mrr": state.best_metric}
+        metrics |= {"best_epoch": state.best_epoch, "epochs": state.epoch}
         (result.out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False))
         print(f"checkpoints in {result.out}/best and {result.out}/last")
     return 0
 
 
-def check_test_split(kg: KnowledgeGraph, split: InductiveSplit | None) -> None:
+def check_test_split(kg: KnowledgeGraph, split: InductiveSplit | OOKBSplit | None) -> None:
     """``train`` reports test metrics at the end: a test split with nothing to rank (empty, or
     every triple dropped for names absent from train) is an error before training, not after."""
+    if isinstance(split, OOKBSplit):
+        if len(split.test) == 0:
+            raise UsageError(f"the OOKB split {split.name!r} has no labelled test triple")
+        return
     graphs = [kg] + ([split.inference] if split is not None else [])
     for graph in graphs:
         if "test" not in graph.splits or len(graph.split("test")) == 0:
@@ -226,6 +236,24 @@ def inductive_report(result, split: InductiveSplit) -> dict[str, dict]:
     )
     protocol = {"num_negatives": GRAIL_NEGATIVES, "seed": GRAIL_SEED} | finite(m)
     return {"inductive_test": inductive, "grail_protocol": protocol}
+
+
+def ookb_report(result, split: OOKBSplit) -> dict[str, dict]:
+    """Bind the trained model to ``split``'s graph with aux edges, print triple classification
+    (and, for normalised forms, the conditional criterion and test log-likelihoods,
+    :func:`circuitkg.eval.evaluate_ookb`) and return it as the metrics.json entry ``ookb_test``."""
+    graph = split.graph_with_aux()
+    print(
+        f"OOKB test on {split.name} with aux edges ({graph.num_nodes} entities, "
+        f"{split.num_entities - split.num_seen} unseen, {graph.num_edges} edges):"
+    )
+    evaluation = evaluate_ookb(result.model, split, batch_size=result.config.eval_batch_size)
+    print(evaluation)
+    return {"ookb_test": finite(evaluation.as_dict())}
+
+
+#: the held-out report of each kind of split of unseen entities
+HELD_OUT_REPORTS = {InductiveSplit: inductive_report, OOKBSplit: ookb_report}
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -331,7 +359,8 @@ def check_inductive(config: TrainConfig) -> None:
     if not kwargs.get("encoder"):
         raise UsageError(
             f"{config.dataset} is an inductive dataset: its test entities are not seen in "
-            "training, so a lookup entity table cannot score them; add --encoder refactor"
+            "training, so a lookup entity table cannot score them; add --encoder refactor (or "
+            "attention, mean)"
         )
     features = kwargs.get("encoder_options", {}).get("features", "random")
     if features != "random":

@@ -35,11 +35,13 @@ from circuitkg.data.loaders import (
 )
 from circuitkg.data.ookb import (
     OOKB_DATASETS,
+    OOKB_NAMES,
     OOKB_SETTINGS,
     OOKB_SIZES,
     LabelledTriples,
     OOKBSplit,
     load_ookb,
+    load_ookb_named,
 )
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "LabelledTriples",
     "OOKBSplit",
     "OOKB_DATASETS",
+    "OOKB_NAMES",
     "OOKB_SETTINGS",
     "OOKB_SIZES",
     "UnknownNameError",
@@ -68,5 +71,6 @@ __all__ = [
     "load_folder",
     "load_inductive",
     "load_ookb",
+    "load_ookb_named",
     "split",
 ]

@@ -43,11 +43,13 @@ from circuitkg.data.text import read_text
 
 __all__ = [
     "OOKB_DATASETS",
+    "OOKB_NAMES",
     "OOKB_SETTINGS",
     "OOKB_SIZES",
     "LabelledTriples",
     "OOKBSplit",
     "load_ookb",
+    "load_ookb_named",
 ]
 
 #: Dataset name -> folder under the data root.
@@ -55,6 +57,9 @@ OOKB_DATASETS = {"wn11": "wn11-hamaguchi"}
 OOKB_SETTINGS = ("head", "tail", "both")
 OOKB_SIZES = (1000, 3000, 5000)
 _SUFFIXES = ("", ".gz") + SUFFIXES
+#: the splits by one name each, ``<dataset>-<setting>-<size>`` (``wn11-head-1000``), as the
+#: command line takes them
+OOKB_NAMES = tuple(f"{d}-{s}-{n}" for d in OOKB_DATASETS for s in OOKB_SETTINGS for n in OOKB_SIZES)
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,6 +248,15 @@ def load_ookb(
         name=f"{key}-{setting}-{size}", setting=setting, size=size, train=train_kg,
         aux=encode(aux.values), dev=dev_l, test=test_l, entity_names=entity_names,
     )  # fmt: skip
+
+
+def load_ookb_named(name: str, root: str | os.PathLike[str] | None = None) -> OOKBSplit:
+    """The split named ``<dataset>-<setting>-<size>`` (:data:`OOKB_NAMES`, case-insensitive)."""
+    key = name.lower()
+    if key not in OOKB_NAMES:
+        raise DataArgumentError(f"unknown OOKB split {name!r}; known: {', '.join(OOKB_NAMES)}")
+    dataset, setting, size = key.rsplit("-", 2)
+    return load_ookb(dataset, setting, int(size), root)
 
 
 def _dataset_root(folder: str, root: str | os.PathLike[str] | None) -> Path:

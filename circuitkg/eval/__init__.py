@@ -13,6 +13,7 @@ from circuitkg.eval.grail import (
     uniform_log_likelihood,
 )
 from circuitkg.eval.likelihood import mean_log_likelihood
+from circuitkg.eval.ookb import OOKBEvaluation, evaluate_ookb
 from circuitkg.eval.ranking import (
     FilterIndex,
     RankingResult,
@@ -37,6 +38,7 @@ __all__ = [
     "AllowedEntities",
     "EvaluationResult",
     "FilterIndex",
+    "OOKBEvaluation",
     "RankingResult",
     "ReliabilityTable",
     "SampledRankingResult",
@@ -60,4 +62,5 @@ __all__ = [
     "triple_classification",
     "triple_values",
     "uniform_log_likelihood",
+    "evaluate_ookb",
 ]
