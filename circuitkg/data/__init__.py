@@ -43,6 +43,7 @@ from circuitkg.data.ookb import (
     load_ookb,
     load_ookb_named,
 )
+from circuitkg.data.unseen_split import UnseenEntitySplit, unseen_entity_split
 
 __all__ = [
     "DataArgumentError",
@@ -72,5 +73,7 @@ __all__ = [
     "load_inductive",
     "load_ookb",
     "load_ookb_named",
+    "unseen_entity_split",
+    "UnseenEntitySplit",
     "split",
 ]

@@ -13,7 +13,7 @@ from circuitkg.eval.grail import (
     uniform_log_likelihood,
 )
 from circuitkg.eval.likelihood import mean_log_likelihood
-from circuitkg.eval.ookb import OOKBEvaluation, evaluate_ookb
+from circuitkg.eval.ookb import OOKBEvaluation, evaluate_ookb, evaluate_unseen_ranking
 from circuitkg.eval.ranking import (
     FilterIndex,
     RankingResult,
@@ -63,4 +63,5 @@ __all__ = [
     "triple_values",
     "uniform_log_likelihood",
     "evaluate_ookb",
+    "evaluate_unseen_ranking",
 ]

@@ -1,5 +1,6 @@
-"""Evaluation on an OOKB split (unseen entities, :func:`circuitkg.data.load_ookb`).
+"""Evaluation with entities unseen in training: OOKB triple classification and Head-R/Tail-R ranking.
 
+**OOKB splits** (:func:`circuitkg.data.load_ookb`).
 The trained model is bound to the graph with the auxiliary edges (``model.on(split.graph_with_aux())``),
 so that its encoder embeds every unseen entity from its aux edges, and then:
 
@@ -11,6 +12,11 @@ so that its encoder embeds every unseen entity from its aux edges, and then:
 
 Cost: one encoder pass over the graph with aux edges, then ``O(|dev| + |test|)`` triple values
 (``O(n)`` more per triple for the conditional criterion).
+
+**Head-R / Tail-R splits** (:func:`circuitkg.data.unseen_entity_split`): the model bound to the
+graph with aux edges ranks, for every test triple, all entities at its hidden (unseen) position,
+filtered by every known true triple (:func:`evaluate_unseen_ranking`; MRR and Hits@k, realistic
+ties). ``O(|test| n K)``.
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ from dataclasses import dataclass
 import torch
 
 from circuitkg.eval.grail import uniform_log_likelihood
+from circuitkg.eval.ranking import RankingResult, evaluate_ranking, keyword_scorer
 from circuitkg.eval.triple_classification import (
     TripleClassificationResult,
     triple_classification,
 )
 
-__all__ = ["OOKBEvaluation", "evaluate_ookb"]
+__all__ = ["OOKBEvaluation", "evaluate_ookb", "evaluate_unseen_ranking"]
 
 
 @dataclass(frozen=True)
@@ -97,4 +104,20 @@ def evaluate_ookb(model, split, batch_size: int = 4096) -> OOKBEvaluation:
     mean_unseen = float(log_p[unseen].mean()) if bool(unseen.any()) else float("nan")
     return OOKBEvaluation(
         score, conditional, float(log_p.mean()), mean_unseen, uniform, len(log_p), int(unseen.sum())
+    )
+
+
+def evaluate_unseen_ranking(model, split, batch_size: int = 256) -> RankingResult:
+    """Filtered ranks of ``split.test`` at its hidden position (module docstring)."""
+    from circuitkg.compile import compile as compile_
+
+    graph = split.graph_with_aux()
+    compiled = compile_(model.on(graph)).eval()
+    return evaluate_ranking(
+        keyword_scorer(compiled.score_all),
+        split.test.to(compiled.device),
+        known_triples=split.known.to(compiled.device),
+        num_entities=graph.num_nodes,
+        batch_size=batch_size,
+        directions=(split.direction,),
     )
