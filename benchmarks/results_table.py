@@ -529,7 +529,25 @@ def _claims_004(by_key: dict, results: Path) -> list[str]:
                 f"scratch as long: {holds} ({s_:.3f} against {p_:.3f}; the score ComplEx it "
                 f"starts from: {k_:.3f})."
             )
-    lines += [*_ktd_claim(results / "ktd.wn18rr.jsonl"), ""]
+    lines += [*_ktd_claim(results / "ktd.wn18rr.jsonl"), *_sem_claims(results), ""]
+    return lines
+
+
+def _sem_claims(results: Path) -> list[str]:
+    """Paper 004's Sem@1 ordering, D-ComplEx² ≥ ComplEx ≥ ComplEx², per stored CoDEx-S run."""
+    lines = []
+    for path in sorted(results.glob("codex-s.sem*.json")):
+        saved = json.loads(path.read_text())
+        by_model = {(r["rank"], r["model"]): 100 * r["sem@1"] for r in saved["rows"]}
+        for rank in sorted({rank for rank, _ in by_model}):
+            d, c, q = (by_model.get((rank, m)) for m in ("D-ComplEx²", "ComplEx", "ComplEx²"))
+            if None in (d, c, q):
+                continue
+            holds = "holds" if d >= c >= q else "does not hold"
+            lines.append(
+                f"- CoDEx-S, size {rank}, {saved['args']['epochs']} epochs: Sem@1 of D-ComplEx² ≥ "
+                f"ComplEx ≥ ComplEx²: {holds} ({d:.2f}, {c:.2f}, {q:.2f})."
+            )
     return lines
 
 
