@@ -195,7 +195,10 @@ def test_ookb_split_reports_triple_classification_on_the_aux_graph(tmp_path, cap
     root = tiny_ookb(tmp_path / "data")
     base = ["train", "--dataset", "wn11-head-1000", "--data-root", str(root), "--rank", "4",
             "--epochs", "1", "--eval-every", "0", "--quiet"]  # fmt: skip
-    assert main([*base, "--form", "squared", "--encoder", "attention", "--out", str(tmp_path / "sq")]) == 0
+    assert (
+        main([*base, "--form", "squared", "--encoder", "attention", "--out", str(tmp_path / "sq")])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "OOKB test on wn11-head-1000 with aux edges (5 entities, 2 unseen" in out
     metrics = json.loads((tmp_path / "sq" / "metrics.json").read_text())["ookb_test"]
