@@ -36,7 +36,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -163,7 +163,7 @@ def pipeline(
     the given model's own form. ``device``: ``"auto"`` is cuda when available. ``progress`` and
     ``log`` are the trainer's (a bar on a terminal; one line per epoch to ``log``).
     """
-    kg, reference = resolve_dataset(dataset, data_root)
+    kg, reference = resolve_dataset(dataset, data_root, options.get("unseen", "drop"))
     values = dict(options, dataset=reference or kg.name, data_root=data_root)
     given = None
     if isinstance(model, KGEModel):
@@ -213,7 +213,9 @@ def load(
     if data.is_dir():
         kg, reference = _read_splits(data, ckpt.vocabulary, ckpt.spec.name), None
     else:
-        kg, reference = resolve_dataset(config.dataset, data_root or config.data_root)
+        kg, reference = resolve_dataset(
+            config.dataset, data_root or config.data_root, config.unseen
+        )
     check_vocabulary(ckpt, kg)
     model = ckpt.model.to(_device(device))
     compiled: CompiledCircuit | ConstrainedCircuit = compile_(model).eval()
@@ -240,10 +242,14 @@ def run_history(path: str | os.PathLike[str], state: TrainState) -> list[dict[st
 
 
 def resolve_dataset(
-    dataset: str | os.PathLike[str] | KnowledgeGraph, data_root: str | None = None
+    dataset: str | os.PathLike[str] | KnowledgeGraph,
+    data_root: str | None = None,
+    unseen: Literal["drop", "raise", "keep"] = "drop",
 ) -> tuple[KnowledgeGraph, str | None]:
     """The knowledge graph of ``dataset`` and the reference a run records for it: the name, a
     folder's absolute path, or ``None`` for a :class:`KnowledgeGraph` given in memory.
+    ``unseen`` is the protocol of :func:`circuitkg.data.load_folder` for valid/test names absent
+    from train (``keep``: the vocabulary spans all splits, as the published protocols have it).
 
     A string with a path separator, a leading ``.`` or ``~``, or naming an existing folder is
     read as a folder of ``train``/``valid``/``test`` files; a folder lacking one raises
@@ -257,7 +263,7 @@ def resolve_dataset(
         )
     text = os.fspath(dataset)
     if not is_folder(text):
-        return load_dataset(text, data_root), text
+        return load_dataset(text, data_root, unseen=unseen), text
     folder = Path(text).expanduser().resolve()
     if not folder.is_dir():
         raise DataFormatError(
@@ -272,7 +278,7 @@ def resolve_dataset(
             f"named <split> plus one of {', '.join(SUFFIXES)}, one head<TAB>relation<TAB>tail "
             f"triple per line); it holds {held or 'nothing'}"
         )
-    return load_folder(folder, name=folder.name), str(folder)
+    return load_folder(folder, unseen=unseen, name=folder.name), str(folder)
 
 
 def is_folder(text: str) -> bool:

@@ -72,3 +72,32 @@ def test_cli_rejects_an_unknown_protocol(folder, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--dataset", str(folder), "--unseen", "maybe"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_pipeline_and_load_use_the_runs_protocol(folder, tmp_path):
+    import circuitkg as ckg
+
+    result = ckg.pipeline(str(folder), "cp", rank=4, epochs=1, eval_every=0, unseen="keep",
+                          progress=False)  # fmt: skip
+    assert (result.kg.num_entities, len(result.kg.test)) == (6, 3)
+    assert result.model.num_entities == 6
+    out = tmp_path / "keep-run"
+    args = ["train", "--dataset", str(folder), "--model", "cp", "--form", "squared", "--rank", "4",
+            "--epochs", "1", "--eval-every", "0", "--unseen", "keep", "--out", str(out),
+            "--quiet", "--threads", "1"]  # fmt: skip
+    assert main(args) == 0
+    reloaded = ckg.load(out)  # re-reads the data folder under the checkpoint's protocol
+    assert (reloaded.kg.num_entities, len(reloaded.kg.test)) == (6, 3)
+    assert reloaded.config.unseen == "keep"
+
+
+def test_train_without_a_graph_loads_the_named_dataset_under_the_protocol(tmp_path):
+    root = tmp_path / "root"
+    named = root / "wn18rr"  # an external dataset's name, read from data_root
+    named.mkdir(parents=True)
+    for split, triples in (("train", TRAIN), ("valid", VALID), ("test", TEST)):
+        (named / f"{split}.txt").write_text("".join("\t".join(t) + "\n" for t in triples))
+    for protocol, entities in (("keep", 6), ("drop", 5)):
+        config = TrainConfig(dataset="wn18rr", data_root=str(root), model="cp", form="squared",
+                             rank=2, epochs=0, eval_every=0, unseen=protocol)  # fmt: skip
+        assert train(config, progress=False).model.num_entities == entities

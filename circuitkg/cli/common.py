@@ -28,8 +28,6 @@ from circuitkg.data import (
     InductiveSplit,
     KnowledgeGraph,
     OOKBSplit,
-    load,
-    load_folder,
     load_inductive,
     load_ookb_named,
 )
@@ -113,13 +111,7 @@ def load_data(
         check_choice(
             "dataset", name.lower(), SHIPPED_DATASETS + EXTERNAL_DATASETS + tuple(held_out)
         )
-    if unseen == "drop":
-        kg, _ = resolve_dataset(name, root)
-    elif is_folder(name):
-        folder = Path(name).expanduser().resolve()
-        kg = load_folder(folder, unseen=unseen, name=folder.name)
-    else:
-        kg = load(name, root, unseen=unseen)
+    kg, _ = resolve_dataset(name, root, unseen)
     threads_for(kg)
     return kg, None
 

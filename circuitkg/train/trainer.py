@@ -239,7 +239,9 @@ class Trainer:
         self.config = config
         self.parallel = parallel
         self.log = log if log is not None else tqdm.write
-        self.kg = kg if kg is not None else load(config.dataset, config.data_root)
+        self.kg = (
+            kg if kg is not None else load(config.dataset, config.data_root, unseen=config.unseen)
+        )
         self.bound: BoundSchema | None = None
         if config.schema is not None:
             self.bound, self.kg = _schema_training_data(config, self.kg, self.log)
@@ -457,7 +459,7 @@ def train(
     """Train ``model``, or the model ``config`` describes (optionally initialised from a
     checkpoint). A given model is trained as it is, after :func:`initialise` with ``config.init``
     (so build it under a seed of your choice)."""
-    kg = kg if kg is not None else load(config.dataset, config.data_root)
+    kg = kg if kg is not None else load(config.dataset, config.data_root, unseen=config.unseen)
     model = prepare_model(config, kg, model, init_from)
     trainer = Trainer(config, kg, model, out=out, progress=progress, log=log, device=device)
     return trainer.fit()
