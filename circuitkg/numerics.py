@@ -168,6 +168,15 @@ class Scaled:
         """The plain tensor (may overflow; for tests and small values)."""
         return self.value * torch.exp(_row_view(self.log_scale, self.value.ndim))
 
+    @property
+    def shape(self) -> torch.Size:
+        """The value's shape."""
+        return self.value.shape
+
+    @property
+    def device(self) -> torch.device:
+        return self.value.device
+
     def map(self, fn) -> Scaled:
         """Apply a linear, shape-changing function to the value (same scale)."""
         return Scaled(fn(self.value), self.log_scale)
@@ -177,6 +186,45 @@ class Scaled:
         if self.value.shape[0] == n:
             return self
         return Scaled(self.value.expand((n,) + self.value.shape[1:]), self.log_scale.expand(n))
+
+
+@dataclass
+class MixedScaled:
+    """Rows ``mix @ parts``: each of ``B`` rows a fixed mixture of ``C`` scaled parts sharing one
+    scale (``parts.log_scale`` equal in every row), held unmixed.
+
+    A schema's weighted Gram is one (``B`` signature groups, ``C`` entity classes): a consumer that
+    applies a row-wise linear map ``f`` first reads ``mix @ f(parts)`` through :meth:`map`, which
+    mixes ``f``'s (perhaps smaller) image instead of whole parts. ``row_of`` (optional) repeats the
+    mixed rows: row ``b`` of the value is mixed row ``row_of[b]``. ``mix`` carries no gradient.
+    """
+
+    parts: Scaled
+    mix: Tensor
+    row_of: Tensor | None = None
+
+    @property
+    def shape(self) -> torch.Size:
+        """The shape of the mixed rows' value."""
+        rows = self.mix.shape[0] if self.row_of is None else self.row_of.shape[0]
+        return torch.Size((rows, *self.parts.value.shape[1:]))
+
+    @property
+    def device(self) -> torch.device:
+        return self.mix.device
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Scaled:
+        """``mix @ fn(parts)`` for a linear ``fn`` acting on each leading row alone, normalised.
+        ``O(B C |fn(part)|)``: one ``mm``, whose backward (``mixᵀ @ grad``) is one ``mm`` too."""
+        image = fn(self.parts.value)
+        value = (self.mix @ image.flatten(1)).reshape(-1, *image.shape[1:])
+        if self.row_of is not None:
+            value = value[self.row_of]
+        return Scaled(value, self.parts.log_scale[:1].expand(value.shape[0])).normalised()
+
+    def mixed(self) -> Scaled:
+        """The rows as one :class:`Scaled` ``(B, ...)``."""
+        return self.map(lambda v: v)
 
 
 def scaled_product(factors: list[Scaled], equation: str) -> Scaled:

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from circuitkg.executor.folds import register_pair_fold
 from circuitkg.forms import Form
 from circuitkg.ir import Circuit
-from circuitkg.numerics import Scaled
+from circuitkg.numerics import MixedScaled, Scaled
 from circuitkg.params import ColumnView, FixedWeight, Table
 
 # column blocks of the base table, per term (score/squared: base = [Re | Im])
@@ -53,26 +53,28 @@ _SIGNED_SIGNS = (1.0, 1.0, 1.0, -1.0)
 _MONOTONE_LAYOUT = {"s": (2, 1, 0, 1), "r": (0, 2, 1, 0), "o": (0, 0, 1, 1)}
 
 
-def complex_pair_fold(pairs: Mapping[str, Scaled]) -> Scaled:
+def complex_pair_fold(pairs: Mapping[str, Scaled | MixedScaled]) -> Scaled:
     """``Σ w φ²`` from the base pairs of ``s``, ``r`` and ``o`` (module docstring), ``(N, 1, 1)``.
 
     ``A`` is Hermitian and ``B`` symmetric for every variable, so the real part of each Hadamard
     sum is twice its strict upper triangle plus its diagonal: only the ``K(K+1)/2`` entries on and
     above the diagonal are read. ``O(N K²)``: about 12 elementwise passes over ``N x K²`` reals,
     forward and backward together (:class:`_HadamardFold`), after one gather and one ``4 x 4`` mix
-    per variable.
+    per variable. A pair given unmixed (a schema's class Grams) is mixed after the gather, on the
+    ``2 K²`` entries the fold reads rather than the ``4 K²`` of its Grams.
     """
-    k = pairs["s"].value.shape[-1] // 2
-    index, weight = _upper_triangle(k, pairs["s"].value.device)
-    weight = weight.to(pairs["s"].value.dtype)
-    s, r = (_complex_grams(pairs[v].value, index) for v in ("s", "r"))
+    index, weight = _upper_triangle(pairs["s"].shape[-1] // 2, pairs["s"].device)
+    s, r = (pairs[v].map(functools.partial(_complex_grams, index=index)) for v in ("s", "r"))
+    weight = weight.to(s.value.dtype)
     if pairs["o"] is pairs["s"]:
         # one Gram for s and o (log Z): Σ A R conj(A) = Σ |A|² R, whose real part is Σ |A|² Re R
-        value = 0.5 * ((s[:, 0].square() + s[:, 1].square()) * r[:, 0]).sum(dim=0) @ weight
+        o = s
+        square = s.value[:, :, 0].square() + s.value[:, :, 1].square()
+        value = 0.5 * (square * r.value[:, :, 0]).sum(dim=1) @ weight
     else:
-        o = _complex_grams(pairs["o"].value, index)
-        value = 0.5 * _HadamardFold.apply(s, r, o, weight)
-    log_scale = pairs["s"].log_scale + pairs["r"].log_scale + pairs["o"].log_scale
+        o = pairs["o"].map(functools.partial(_complex_grams, index=index))
+        value = 0.5 * _HadamardFold.apply(s.value, r.value, o.value, weight)
+    log_scale = s.log_scale + r.log_scale + o.log_scale
     return Scaled(value.reshape(-1, 1, 1), log_scale.expand(value.shape[0])).normalised()
 
 
@@ -87,7 +89,7 @@ def _upper_triangle(k: int, device: torch.device) -> tuple[Tensor, Tensor]:
 
 
 def _complex_grams(gram: Tensor, index: Tensor) -> Tensor:
-    """``(2, 2, N, L)``: ``[A, B] x [Re, Im]`` on the upper triangle (``index``) of a real base
+    """``(N, 2, 2, L)``: ``[A, B] x [Re, Im]`` on the upper triangle (``index``) of a real base
     Gram ``[[P, Q], [Qᵀ, R]]`` ``(N, 2K, 2K)`` of ``[Re | Im]`` rows (:class:`_ComplexGrams`)."""
     return _ComplexGrams.apply(gram, index)
 
@@ -102,17 +104,17 @@ class _ComplexGrams(torch.autograd.Function):
         n = gram.shape[0]
         ctx.shape, ctx.index = gram.shape, index
         p, q, qt, r = gram.reshape(n, -1).index_select(1, index).reshape(n, 4, -1).unbind(1)
-        out = gram.new_empty(2, 2, n, p.shape[-1])
-        torch.add(p, r, out=out[0, 0])
-        torch.sub(qt, q, out=out[0, 1])
-        torch.sub(p, r, out=out[1, 0])
-        torch.add(q, qt, out=out[1, 1])
+        out = gram.new_empty(n, 2, 2, p.shape[-1])
+        torch.add(p, r, out=out[:, 0, 0])
+        torch.sub(qt, q, out=out[:, 0, 1])
+        torch.sub(p, r, out=out[:, 1, 0])
+        torch.add(q, qt, out=out[:, 1, 1])
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        n = grad.shape[2]
-        (a_re, a_im), (b_re, b_im) = grad[0].unbind(0), grad[1].unbind(0)
+        n = grad.shape[0]
+        (a_re, a_im), (b_re, b_im) = grad[:, 0].unbind(1), grad[:, 1].unbind(1)
         blocks = grad.new_empty(n, 4, grad.shape[-1])
         torch.add(a_re, b_re, out=blocks[:, 0])
         torch.sub(b_im, a_im, out=blocks[:, 1])
@@ -124,48 +126,49 @@ class _ComplexGrams(torch.autograd.Function):
 
 
 class _HadamardFold(torch.autograd.Function):
-    """``Σ_{g, l} w[l] Re(s[g, l] r[g, l] conj(o[g, l]))`` per row ``n`` of complex numbers stored
-    as ``(2, 2, N_v, L)`` real tensors (``g``: the Grams ``A`` and ``B``; then real and imaginary
-    parts; ``N_v`` is ``N`` or 1, broadcast). Written out in real arithmetic: autograd through
-    complex tensors copied every conjugate and split out real parts with zero-filled gradients."""
+    """``Σ_{g, l} w[l] Re(s[n, g, l] r[n, g, l] conj(o[n, g, l]))`` per row ``n`` of complex
+    numbers stored as ``(N_v, 2, 2, L)`` real tensors (``g``: the Grams ``A`` and ``B``; then real
+    and imaginary parts; ``N_v`` is ``N`` or 1, broadcast). Written out in real arithmetic:
+    autograd through complex tensors copied every conjugate and split out real parts with
+    zero-filled gradients."""
 
     @staticmethod
     def forward(ctx, s: Tensor, r: Tensor, o: Tensor, weight: Tensor) -> Tensor:
         ctx.save_for_backward(s, r, o, weight)
         sr_re, sr_im = _times(s, r)
-        return (torch.addcmul(sr_re * o[:, 0], sr_im, o[:, 1]) @ weight).sum(dim=0)
+        return (torch.addcmul(sr_re * o[:, :, 0], sr_im, o[:, :, 1]) @ weight).sum(dim=1)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         s, r, o, weight = ctx.saved_tensors
-        g = grad.reshape(1, -1, 1) * weight  # (1, N, L)
-        o_g = o * g.unsqueeze(0)
+        g = grad.reshape(-1, 1, 1) * weight  # (N, 1, L)
+        o_g = o * g.unsqueeze(1)
         grads = []
         for x, y, needed in ((r, s, ctx.needs_input_grad[0]), (s, r, ctx.needs_input_grad[1])):
             # ∂/∂y of Re(y x conj(o)) = conj(x) o: re = x_re o_re + x_im o_im, im = x_re o_im - x_im o_re
             if not needed:
                 grads.append(None)
                 continue
-            re = torch.addcmul(x[:, 0] * o_g[:, 0], x[:, 1], o_g[:, 1])
-            im = torch.addcmul(x[:, 0] * o_g[:, 1], x[:, 1], o_g[:, 0], value=-1.0)
-            grads.append(_reduced(torch.stack([re, im], dim=1), y))
+            re = torch.addcmul(x[:, :, 0] * o_g[:, :, 0], x[:, :, 1], o_g[:, :, 1])
+            im = torch.addcmul(x[:, :, 0] * o_g[:, :, 1], x[:, :, 1], o_g[:, :, 0], value=-1.0)
+            grads.append(_reduced(torch.stack([re, im], dim=2), y))
         grad_o = None
         if ctx.needs_input_grad[2]:
             sr_re, sr_im = _times(s, r)
-            grad_o = _reduced(torch.stack([sr_re * g, sr_im * g], dim=1), o)
+            grad_o = _reduced(torch.stack([sr_re * g, sr_im * g], dim=2), o)
         return grads[0], grads[1], grad_o, None
 
 
 def _times(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """Real and imaginary parts of ``x y`` for complex numbers stored as ``(2, 2, N, L)``."""
-    re = torch.addcmul(x[:, 0] * y[:, 0], x[:, 1], y[:, 1], value=-1.0)
-    im = torch.addcmul(x[:, 0] * y[:, 1], x[:, 1], y[:, 0])
+    """Real and imaginary parts of ``x y`` for complex numbers stored as ``(N, 2, 2, L)``."""
+    re = torch.addcmul(x[:, :, 0] * y[:, :, 0], x[:, :, 1], y[:, :, 1], value=-1.0)
+    im = torch.addcmul(x[:, :, 0] * y[:, :, 1], x[:, :, 1], y[:, :, 0])
     return re, im
 
 
 def _reduced(grad: Tensor, like: Tensor) -> Tensor:
     """``grad`` summed over the rows that ``like`` broadcast (``N_v = 1``)."""
-    return grad.sum(dim=2, keepdim=True) if like.shape[2] != grad.shape[2] else grad
+    return grad.sum(dim=0, keepdim=True) if like.shape[0] != grad.shape[0] else grad
 
 
 register_pair_fold("complex", complex_pair_fold)

@@ -67,6 +67,39 @@ def test_complex_fold_matches_enumeration_and_the_pair_pass(n, m, rank, batch, d
     torch.testing.assert_close(compiled.log_mass(**evidence), folded, rtol=1e-10, atol=1e-10)
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(2, 5), st.booleans(), st.data())
+def test_class_grouped_weights_reach_the_fold_unmixed_and_match_enumeration(
+    classes, rank, groups, repeated, data
+):
+    """A schema's masks: 0/1 weights constant on classes of entities (so the entity Grams come to
+    the fold as per-class Grams and their mix), rows maybe repeated (``row_of``)."""
+    n, m = 4 * classes + 8, 3
+    gen = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16)))
+    torch.manual_seed(data.draw(st.integers(0, 2**16)))
+    model = ckg.models.ComplEx(n, m, rank).double()
+    compiled = model.compile()
+    class_of = torch.arange(n) % classes
+    evidence = {}
+    for v in ("s", "o"):
+        by_class = (torch.rand(groups, classes, generator=gen) > 0.5).double()
+        by_class[:, 0] = 1.0
+        if repeated:
+            by_class = by_class[torch.arange(groups) % 2]  # every mask row appears twice or more
+        evidence[v] = by_class[:, class_of]
+        mixed = model.entity.class_gram(model.entity, evidence[v])
+        assert mixed is not None and mixed.parts.value.shape[0] <= classes
+    evidence["r"] = (torch.rand(groups, m, generator=gen) > 0.3).double()
+    evidence["r"][:, 0] = 1.0
+    folded = compiled.log_mass(**evidence)
+    brute = _brute_force(_enumerated_phi_squared(compiled, n, m), evidence)
+    torch.testing.assert_close(folded, brute, rtol=1e-10, atol=1e-10)
+    grads = torch.autograd.grad(folded.sum(), list(model.parameters()))
+    expected = torch.autograd.grad(brute.sum(), list(model.parameters()))
+    for g, e in zip(grads, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-8, atol=1e-10)
+
+
 def test_complex_fold_serves_log_partition_and_kronecker_tables():
     torch.manual_seed(0)
     model = ckg.models.ComplEx(6, 2, 3).double().with_kronecker("entity")

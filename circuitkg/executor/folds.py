@@ -10,9 +10,13 @@ target of an adjoint (``log Z``, weighted marginals such as a schema's constrain
 A fold receives, per variable, the *base pair* of the base table its input layer reads
 (:func:`~circuitkg.params.views.base_of`): the weighted Gram ``Σ_x w[b, x] B[x]ᵀ B[x]`` ``(N, W, W)``
 of an integrated variable (``N = 1`` when unweighted), or ``B[x_b] B[x_b]ᵀ`` ``(N, W, W)`` of an
-observed one, each :class:`~circuitkg.numerics.Scaled`. It returns ``Σ φ²`` as a ``Scaled`` of
-shape ``(N, 1, 1)``, exactly the value the pair pass would give. A fold is registered in its
-model's own file; the executor names none.
+observed one, each :class:`~circuitkg.numerics.Scaled`. A weighted Gram whose weights group the
+values into classes (a schema's signature masks) comes unmixed, as a
+:class:`~circuitkg.numerics.MixedScaled` of per-class Grams and their ``(N x C)`` mix. Both answer
+``shape``, ``device`` and ``map(f)``: a fold applies its row-wise linear maps through ``map`` before
+reading ``.value``, so a mixed pair is mixed on the (smaller) image of ``f``. It returns ``Σ φ²`` as
+a ``Scaled`` of shape ``(N, 1, 1)``, exactly the value the pair pass would give. A fold is
+registered in its model's own file; the executor names none.
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from circuitkg.errors import StructureError
-from circuitkg.numerics import Scaled
+from circuitkg.numerics import MixedScaled, Scaled
 
-PairFold = Callable[[Mapping[str, Scaled]], Scaled]
+PairFold = Callable[[Mapping[str, Scaled | MixedScaled]], Scaled]
 
 _FOLDS: dict[str, PairFold] = {}
 

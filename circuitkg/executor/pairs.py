@@ -31,7 +31,7 @@ from circuitkg.executor.folds import pair_fold
 from circuitkg.executor.grams import _QueryGrams
 from circuitkg.executor.passes import Evidence, Plan, is_integrated
 from circuitkg.ir.layers import InputLayer, Layer, ProductLayer, SumLayer
-from circuitkg.numerics import Scaled, scaled_product, scaled_sum, unit_max
+from circuitkg.numerics import MixedScaled, Scaled, scaled_product, scaled_sum, unit_max
 from circuitkg.params.views import base_of
 
 _A = string.ascii_lowercase.replace("o", "").replace("p", "")
@@ -77,12 +77,17 @@ class PairEvaluator:
         value = self.pair(circuit.output, circuit.output)
         return self.materialise(value)
 
-    def _base_pair(self, layer: InputLayer) -> Scaled:
+    def _base_pair(self, layer: InputLayer) -> Scaled | MixedScaled:
         """The pair of the base table ``layer`` reads, for a fold (:mod:`~circuitkg.executor.folds`):
-        its (weighted) Gram if the variable is integrated, else the outer product of its rows."""
+        its (weighted) Gram if the variable is integrated, a weighted one unmixed where the weights
+        group into classes (:meth:`~circuitkg.params.Table.class_gram`), else the outer product of
+        its rows."""
         base = base_of(layer.table)
         value = self.evidence[layer.variable]
         if is_integrated(value):
+            by_class = None if value is None else base.class_gram(base, value)
+            if by_class is not None:
+                return by_class
             return self.grams.gram(base, base, weights=value)
         rows = Scaled.of(base.rows(value))
         return scaled_product([rows, rows], "Ni,Nj->Nij")

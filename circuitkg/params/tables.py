@@ -64,7 +64,7 @@ import torch
 from torch import Tensor, nn
 
 from circuitkg.errors import UnsupportedHookError
-from circuitkg.numerics import SAFE_RANGE, Scaled, abs_max, is_unscaled
+from circuitkg.numerics import SAFE_RANGE, MixedScaled, Scaled, abs_max, is_unscaled
 
 DEFAULT_CHUNK = 16384
 #: column views with more contiguous runs than this are gathered, not copied run by run (a Python
@@ -124,18 +124,27 @@ class Table(nn.Module):
     def gram(self, other: Table | None = None, weights: Tensor | None = None) -> Scaled:
         """``Σ_x w[b, x] T[x]ᵀ T'[x]``, shape ``(B, K, K')`` (``B = 1`` and ``w = 1`` by default).
 
-        Weighted Grams group the values by identical weight columns (e.g. the entity classes of a
-        0/1 schema mask): one Gram per group, ``O(|X| K K')`` in all, then a ``(B x C)`` mix of the
-        ``C`` group Grams. With many distinct columns it falls back to one weighted product.
+        Weighted Grams are :meth:`class_gram` mixed, or with many distinct weight columns one
+        weighted product.
         """
         other = self if other is None else other
         if weights is None:
             return _robust(lambda ma, mb: _gram_chunks(self, other, ma, mb, None), self, other)
+        by_class = self.class_gram(other, weights)
+        if by_class is None:
+            return _robust(lambda ma, mb: _gram_chunks(self, other, ma, mb, weights.T), self, other)
+        return by_class.mixed()
+
+    def class_gram(self, other: Table | None, weights: Tensor) -> MixedScaled | None:
+        """The weighted Gram ``Σ_x w[b, x] T[x]ᵀ T'[x]`` unmixed: the values grouped by identical
+        weight columns (e.g. the entity classes of a 0/1 schema mask), one Gram per group,
+        ``O(|X| K K')`` in all, and the ``(B x C)`` mix of them; ``None`` when more than a quarter
+        of the values have a column of their own (one weighted product is cheaper then)."""
+        other = self if other is None else other
         classes, inverse = unique_rows(weights.detach().T)
         if classes.shape[0] * 4 > self.num_values:
-            return _robust(lambda ma, mb: _gram_chunks(self, other, ma, mb, weights.T), self, other)
-        # one scale for all classes (each normalised alone cost three passes over C x K x K'),
-        # then classes.T holds the weight of each class in each distinct weight row: mix those
+            return None
+        # one scale for all classes (each normalised alone cost three passes over C x K x K')
         per_class = _robust(
             lambda ma, mb: _class_grams(self, other, ma, mb, inverse, classes.shape[0]),
             self,
@@ -145,15 +154,13 @@ class Table(nn.Module):
         rows, row_of = unique_rows(weights)
         if rows.shape[0] * 2 > weights.shape[0]:  # few repeats: gathering them back costs more
             rows, row_of = weights, None
+        # each class's weight in each distinct weight row
         mix = (
             rows
             @ _class_indicator(inverse, classes.shape[0], rows)
             / torch.bincount(inverse).to(rows.dtype)
         )
-        value = torch.einsum("bc,cij->bij", mix, per_class.value)
-        if row_of is not None:
-            value = value[row_of]
-        return Scaled(value, per_class.log_scale[:1].expand(value.shape[0])).normalised()
+        return MixedScaled(per_class, mix, row_of)
 
     def column_sum(self) -> Scaled:
         """``Σ_x T[x]`` of shape ``(1, K)``."""
