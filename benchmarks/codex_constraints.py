@@ -1,4 +1,4 @@
-"""CoDEx-S with its real entity types: MRR and Sem@k of ComplEx, ComplEx² and constrained ComplEx².
+"""CoDEx with its real entity types: MRR and Sem@k of ComplEx, ComplEx² and constrained ComplEx².
 
 The schema is inferred from the training triples with the CoDEx entity types
 (``codex-entity2types.json.gz``): for each relation, the types observed among its subjects and among
@@ -15,6 +15,9 @@ training time, and the time of ``log Z`` forward+backward with and without the c
 of repeats, same process).
 
     python benchmarks/codex_constraints.py --ranks 10 50 --epochs 10 --out codex.json
+    python benchmarks/codex_constraints.py --dataset codex-m --ranks 200 --epochs 2 --out m.json
+
+``--dataset`` is ``codex-s`` (default) or ``codex-m``; both read the same type file.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ def time_pair(plain, constrained, repeats: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="/work/shared/data/kg")
+    parser.add_argument("--dataset", choices=("codex-s", "codex-m"), default="codex-s")
     parser.add_argument("--ranks", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=1024)
@@ -97,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    kg = load("codex-s", root=args.root)
+    kg = load(args.dataset, root=args.root)
     with gzip.open(Path(args.root) / "codex-entity2types.json.gz") as f:
         entity_types = json.load(f)
     bound = DomainSchema.infer(kg, entity_types).bind(kg)
