@@ -5,7 +5,9 @@
 ``from_triples(triples)`` builds one from in-memory labelled triples and ``split(triples)`` divides
 triples keeping every entity and relation in train;
 ``load_inductive("fb237_v1")`` returns an :class:`InductiveSplit` (GraIL's inductive benchmarks);
-``load_ookb("wn11", setting="head", size=1000)`` returns an :class:`OOKBSplit` (unseen entities).
+``load_ookb("wn11", setting="head", size=1000)`` returns an :class:`OOKBSplit` and
+``unseen_entity_split(kg, "head", 0.05)`` an :class:`UnseenEntitySplit` (unseen entities; each a
+:class:`SeenFirstSplit`).
 """
 
 from circuitkg.data.build import from_triples, split
@@ -43,6 +45,7 @@ from circuitkg.data.ookb import (
     load_ookb,
     load_ookb_named,
 )
+from circuitkg.data.seen_first import SeenFirstSplit
 from circuitkg.data.unseen_split import UnseenEntitySplit, unseen_entity_split
 
 __all__ = [
@@ -74,6 +77,7 @@ __all__ = [
     "load_ookb",
     "load_ookb_named",
     "unseen_entity_split",
+    "SeenFirstSplit",
     "UnseenEntitySplit",
     "split",
 ]

@@ -39,6 +39,7 @@ from circuitkg.data.kg import (
     KnowledgeGraph,
 )
 from circuitkg.data.loaders import DATA_ENV_VAR, SUFFIXES, _data_root, _shown
+from circuitkg.data.seen_first import SeenFirstSplit
 from circuitkg.data.text import read_text
 
 __all__ = [
@@ -89,7 +90,7 @@ class LabelledTriples:
 
 
 @dataclass(frozen=True, repr=False, eq=False)
-class OOKBSplit:
+class OOKBSplit(SeenFirstSplit):
     """One OOKB split (module docstring for ids).
 
     ``train`` is a :class:`KnowledgeGraph` over the ``num_seen`` seen entities (split ``train``;
@@ -101,43 +102,8 @@ class OOKBSplit:
     name: str
     setting: str
     size: int
-    train: KnowledgeGraph
-    aux: Tensor
     dev: LabelledTriples
     test: LabelledTriples
-    entity_names: tuple[str, ...]
-
-    @property
-    def num_seen(self) -> int:
-        return self.train.num_entities
-
-    @property
-    def num_entities(self) -> int:
-        return len(self.entity_names)
-
-    @property
-    def num_relations(self) -> int:
-        return self.train.num_relations
-
-    def graph(self):
-        """The training graph (seen entities, train edges)."""
-        from circuitkg.encoders import Graph
-
-        return Graph.from_kg(self.train)
-
-    def graph_with_aux(self):
-        """Training and aux edges over all entities: the graph to evaluate on."""
-        from circuitkg.encoders import Graph
-
-        edges = torch.cat([self.train.train, self.aux])
-        return Graph.from_triples(
-            edges, self.num_entities, self.num_relations, self.entity_names,
-            self.train.id_to_relation,
-        )  # fmt: skip
-
-    def unseen(self, triples: Tensor) -> Tensor:
-        """``(n,)`` bool: the triple involves an unseen entity."""
-        return (triples[:, 0] >= self.num_seen) | (triples[:, 2] >= self.num_seen)
 
     def statistics(self) -> dict[str, int | str]:
         return {

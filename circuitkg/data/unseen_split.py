@@ -31,44 +31,25 @@ import torch
 from torch import Tensor
 
 from circuitkg.data.kg import DataArgumentError, KnowledgeGraph
+from circuitkg.data.seen_first import SeenFirstSplit
 
 __all__ = ["UnseenEntitySplit", "unseen_entity_split"]
 
 
 @dataclass(frozen=True, eq=False)
-class UnseenEntitySplit:
+class UnseenEntitySplit(SeenFirstSplit):
     """A Head-R / Tail-R split (module docstring), in the ids of :meth:`graph_with_aux`."""
 
     name: str
     side: str
     ratio: float
-    train: KnowledgeGraph
-    aux: Tensor
     test: Tensor
     known: Tensor
-    entity_names: tuple[str, ...]
-
-    @property
-    def num_seen(self) -> int:
-        return self.train.num_entities
-
-    @property
-    def num_entities(self) -> int:
-        return len(self.entity_names)
 
     @property
     def direction(self) -> str:
         """The hidden position of a test query: ``"s"`` (Head-R) or ``"o"`` (Tail-R)."""
         return "s" if self.side == "head" else "o"
-
-    def graph_with_aux(self):
-        """Training and aux edges over all entities: the graph to evaluate on."""
-        from circuitkg.encoders import Graph
-
-        return Graph.from_triples(
-            torch.cat([self.train.train, self.aux]), self.num_entities,
-            self.train.num_relations, self.entity_names, self.train.id_to_relation,
-        )  # fmt: skip
 
     def statistics(self) -> dict[str, int | str | float]:
         return {
