@@ -23,6 +23,9 @@ stored runs without training. Example::
     nice python benchmarks/results_table.py --part small --threads 1
     nice python benchmarks/results_table.py --part large --only wn18rr --threads 1
     nice python benchmarks/results_table.py --part matched --only fb15k-237 --unseen drop
+    nice python benchmarks/results_table.py --part large --only fb15k-237 --models complex \
+        --forms score --unseen drop     # retrains the score row when runs/ lacks its model
+    nice python benchmarks/results_table.py --part star --only fb15k-237 --unseen drop
     python benchmarks/results_table.py --write
 """
 
@@ -155,13 +158,15 @@ def result_path(results: Path, config: TrainConfig, tag: str | None = None) -> P
 
 
 def run_one(run: Run, results: Path) -> None:
-    """Train and evaluate one row unless its result file exists."""
+    """Train and evaluate one row unless its result file exists (and, for a row whose model is
+    kept for the star part, its saved run folder too: ``runs/`` is not in git, so a fresh checkout
+    retrains such a row when the star part needs it)."""
     config, tag, init_from = run.config, run.tag, run.init_from
     if init_from is not None and not init_from.exists():
         print(f"  skipped: {init_from} does not exist (train the large part's score row)")
         return
     path = result_path(results, config, tag)
-    if path.exists():
+    if path.exists() and (run.save is None or run.save.exists()):
         return
     kg = load(config.dataset, config.data_root, unseen=config.unseen)
     start = time.perf_counter()
