@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import circuitkg as ckg
 from circuitkg.errors import EvidenceError
-from circuitkg.params.tables import unique_rows
+from circuitkg.params.reductions import unique_rows
 from circuitkg.testing import circuits, joint_table
 
 

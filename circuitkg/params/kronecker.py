@@ -43,7 +43,8 @@ from einops import rearrange
 from torch import Tensor
 
 from circuitkg.numerics import Scaled
-from circuitkg.params.tables import DEFAULT_CHUNK, Table, _finite_max
+from circuitkg.params.reductions import finite_max
+from circuitkg.params.tables import DEFAULT_CHUNK, Table
 
 #: temporaries of the chunked reductions hold about this many numbers
 CHUNK_ELEMENTS = 1 << 22
@@ -170,15 +171,15 @@ class KroneckerTable(Table):
         for idx in self._index_chunks(batch * self.width):
             la, lb = self._factor_rows(idx, log=True)
             lw = log_weights[:, idx]
-            tw = _finite_max(lw, dim=1)
+            tw = finite_max(lw, dim=1)
             w = torch.exp(lw - tw)
             if la is None or lb is None:
                 lf = lb if la is None else la
-                tf = _finite_max(lf, dim=0)
+                tf = finite_max(lf, dim=0)
                 inner = torch.log(w @ torch.exp(lf - tf)) + tf + tw
                 inner = inner.unsqueeze(1) if la is None else inner.unsqueeze(2)
             else:
-                ta, tb = _finite_max(la, dim=0), _finite_max(lb, dim=0)
+                ta, tb = finite_max(la, dim=0), finite_max(lb, dim=0)
                 prod = torch.einsum("bx,xi,xj->bij", w, torch.exp(la - ta), torch.exp(lb - tb))
                 inner = torch.log(prod) + (ta.reshape(-1, 1) + tb).unsqueeze(0) + tw.unsqueeze(2)
             parts.append(inner.expand(batch, self.left_width, self.right_width).reshape(batch, -1))
@@ -196,7 +197,7 @@ class KroneckerTable(Table):
 
     def log_contract(self, log_coef: Tensor) -> Tensor:
         """``log (exp(log_coef) @ Tᵀ)``, ``(B, |X|)``, for non-negative factors."""
-        top = _finite_max(log_coef, dim=1)
+        top = finite_max(log_coef, dim=1)
         c = torch.exp(log_coef - top).reshape(-1, self.left_width, self.right_width)
         out = []
         for idx in self._chunks_for(c):
@@ -207,7 +208,7 @@ class KroneckerTable(Table):
                 if lf is None:
                     factors.append(None)
                     continue
-                t = _finite_max(lf, dim=None)
+                t = finite_max(lf, dim=None)
                 factors.append(torch.exp(lf - t))
                 shift = shift + t
             out.append(torch.log(self._bilinear(c, *factors)) + shift)

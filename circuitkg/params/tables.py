@@ -6,7 +6,7 @@ obtained is the layer's *table*, each kind in its own module: learned tables ``�
 views of another table's columns (:mod:`~circuitkg.params.views`), the tables the symbolic
 operations derive (:mod:`~circuitkg.params.derived`), Kronecker reconstructions
 (:mod:`~circuitkg.params.kronecker`) and encoders (:mod:`~circuitkg.params.encoded`). This module
-holds the protocol they share and its default reductions.
+holds the protocol they share; its default reductions are in :mod:`~circuitkg.params.reductions`.
 Every table answers the same five questions, so every query of the executor works on every table:
 
 ===========================  ============================================  =====================
@@ -57,16 +57,25 @@ missing hook raises :class:`~circuitkg.errors.UnsupportedHookError` naming the t
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Hashable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
 
 from circuitkg.errors import UnsupportedHookError
-from circuitkg.numerics import SAFE_RANGE, MixedScaled, Scaled, abs_max, is_unscaled
+from circuitkg.numerics import MixedScaled, Scaled, abs_max, is_unscaled
+from circuitkg.params.reductions import (
+    DEFAULT_CHUNK,
+    class_grams,
+    class_indicator,
+    contract_chunks,
+    finite_max,
+    gram_chunks,
+    robust,
+    unique_rows,
+    unscaled_ok,
+)
 
-DEFAULT_CHUNK = 16384
 #: column views with more contiguous runs than this are gathered, not copied run by run (a Python
 #: loop per run would dominate)
 MAX_RUNS = 16
@@ -129,10 +138,10 @@ class Table(nn.Module):
         """
         other = self if other is None else other
         if weights is None:
-            return _robust(lambda ma, mb: _gram_chunks(self, other, ma, mb, None), self, other)
+            return robust(lambda ma, mb: gram_chunks(self, other, ma, mb, None), self, other)
         by_class = self.class_gram(other, weights)
         if by_class is None:
-            return _robust(lambda ma, mb: _gram_chunks(self, other, ma, mb, weights.T), self, other)
+            return robust(lambda ma, mb: gram_chunks(self, other, ma, mb, weights.T), self, other)
         return by_class.mixed()
 
     def class_gram(self, other: Table | None, weights: Tensor) -> MixedScaled | None:
@@ -145,8 +154,8 @@ class Table(nn.Module):
         if classes.shape[0] * 4 > self.num_values:
             return None
         # one scale for all classes (each normalised alone cost three passes over C x K x K')
-        per_class = _robust(
-            lambda ma, mb: _class_grams(self, other, ma, mb, inverse, classes.shape[0]),
+        per_class = robust(
+            lambda ma, mb: class_grams(self, other, ma, mb, inverse, classes.shape[0]),
             self,
             other,
             normalise=False,
@@ -157,7 +166,7 @@ class Table(nn.Module):
         # each class's weight in each distinct weight row
         mix = (
             rows
-            @ _class_indicator(inverse, classes.shape[0], rows)
+            @ class_indicator(inverse, classes.shape[0], rows)
             / torch.bincount(inverse).to(rows.dtype)
         )
         return MixedScaled(per_class, mix, row_of)
@@ -179,7 +188,7 @@ class Table(nn.Module):
                 start += c.shape[0]
             return total
 
-        return _robust(reduce, self)
+        return robust(reduce, self)
 
     def log_column_sum(self) -> Tensor:
         """``log Σ_x T[x]`` of shape ``(1, K)`` for non-negative tables, in log space."""
@@ -193,7 +202,7 @@ class Table(nn.Module):
         for idx in self._chunk_ranges():
             log_t = self._log_chunk(idx)
             lw = log_weights[:, start : start + idx.numel()]
-            top_w, top_t = _finite_max(lw, dim=1), _finite_max(log_t, dim=0)
+            top_w, top_t = finite_max(lw, dim=1), finite_max(log_t, dim=0)
             inner = torch.exp(lw - top_w) @ torch.exp(log_t - top_t)
             parts.append(torch.log(inner) + top_w + top_t)
             start += idx.numel()
@@ -206,20 +215,20 @@ class Table(nn.Module):
         caller checks its rows); otherwise it is kept when in range, else redone on the table
         divided by its largest entry.
         """
-        value = _contract_chunks(self, coef.value, None)
-        if is_unscaled() or _unscaled_ok(value):
+        value = contract_chunks(self, coef.value, None)
+        if is_unscaled() or unscaled_ok(value):
             return Scaled(value, coef.log_scale)
         m = self.abs_max()
-        return Scaled(_contract_chunks(self, coef.value, m), coef.log_scale + torch.log(m))
+        return Scaled(contract_chunks(self, coef.value, m), coef.log_scale + torch.log(m))
 
     def log_contract(self, log_coef: Tensor) -> Tensor:
         """``log (exp(log_coef) @ Tᵀ)`` of shape ``(B, V)`` for non-negative tables."""
-        top = _finite_max(log_coef, dim=1)
+        top = finite_max(log_coef, dim=1)
         coef = torch.exp(log_coef - top)
         out = []
         for idx in self._chunk_ranges():
             log_t = self._log_chunk(idx)
-            t_top = _finite_max(log_t, dim=None)
+            t_top = finite_max(log_t, dim=None)
             out.append(torch.log(coef @ torch.exp(log_t - t_top).T) + t_top)
         return torch.cat(out, dim=1) + top
 
@@ -305,137 +314,3 @@ def fill_positive_(weight: Tensor, mean: float, noise: float, shift: slice | Non
             weight += mean
         else:
             weight[:, shift] += mean
-
-
-def _contract_chunks(table: Table, coef: Tensor, scale: Tensor | None) -> Tensor:
-    parts = [coef @ (c if scale is None else c / scale).T for c in table.chunks()]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-
-
-def _unscaled_ok(value: Tensor) -> bool:
-    """A reduction computed on unscaled tables can be kept: its largest entry is finite and above
-    ``SAFE_RANGE[0]`` (below it, float32 underflow could have zeroed smaller entries)."""
-    low, high = (v.item() for v in torch.aminmax(value.detach()))
-    return math.isfinite(low) and math.isfinite(high) and max(-low, high) > SAFE_RANGE[0]
-
-
-def _robust(reduce, *tables: Table, normalise: bool = True) -> Scaled:
-    """Run a reduction over tables unscaled; redo it on prescaled tables if needed.
-
-    ``reduce(m_1, ..., m_t)`` computes a sum over ``x`` of products of ``T_i[x] / m_i``, where
-    ``m_i = None`` means no division. The fast path (all ``None``) costs no pass over the tables
-    beyond the reduction itself; it is kept unless its result overflowed or its largest entry lies
-    below ``SAFE_RANGE[0]`` (where float32 underflow could bite), in which case each table is
-    divided by its largest entry first. The rows of the result are normalised one by one, or
-    (``normalise=False``) share the one scale.
-    """
-    value = reduce(*[None] * len(tables))
-    log_scale = torch.zeros((), dtype=value.dtype, device=value.device)
-    if not _unscaled_ok(value):
-        scales = [t.abs_max() for t in tables]
-        value = reduce(*scales)
-        log_scale = sum(torch.log(m) for m in scales)
-    out = Scaled(value, log_scale.expand(value.shape[0]))
-    return out.normalised() if normalise else out
-
-
-def _class_indicator(inverse: Tensor, num_classes: int, like: Tensor) -> Tensor:
-    onehot = torch.zeros(inverse.numel(), num_classes, dtype=like.dtype, device=like.device)
-    onehot[torch.arange(inverse.numel(), device=like.device), inverse] = 1.0
-    return onehot
-
-
-def _class_grams(
-    a: Table, b: Table, ma: Tensor | None, mb: Tensor | None, inverse: Tensor, num_classes: int
-) -> Tensor:
-    """``(C, K, K')``: ``Σ_{x in class c} (A[x]/ma)ᵀ (B[x]/mb)``, ``O(|X| K K')`` in all."""
-    order = torch.argsort(inverse)
-    counts = torch.bincount(inverse, minlength=num_classes).tolist()
-    if torch.is_grad_enabled():
-        # one gather, split into classes: a gather per class would zero-fill a whole-table
-        # gradient per class in the backward pass (170 of them in a CoDEx-S constrained log Z)
-        ra = _divided(a.rows(order), ma)
-        rb = ra if a is b and ma is mb else _divided(b.rows(order), mb)
-        pairs = zip(torch.split(ra, counts), torch.split(rb, counts), strict=True)
-    else:
-        pairs = (
-            (_divided(a.rows(i), ma), _divided(b.rows(i), mb)) for i in torch.split(order, counts)
-        )
-    same = a is b and ma is mb
-    return torch.stack([_SelfGram.apply(x) if same else x.T @ y for x, y in pairs])
-
-
-def _divided(x: Tensor, m: Tensor | None) -> Tensor:
-    return x if m is None else x / m
-
-
-def _gram_chunks(
-    a: Table, b: Table, ma: Tensor | None, mb: Tensor | None, weights: Tensor | None
-) -> Tensor:
-    """``Σ_x w[x, c] (A[x]/ma)ᵀ (B[x]/mb)`` per column ``c`` of ``weights`` (``(X, C)``; None: ones).
-
-    Chunked over rows without autograd (a computed table is never materialised whole); in one piece
-    with it, where autograd keeps every chunk anyway and a split's backward would copy the whole
-    gradient back together (a third of a CP step at 100k entities).
-    """
-    size = a.num_values if torch.is_grad_enabled() else DEFAULT_CHUNK
-    total, start = None, 0
-    for ca, cb in zip(a.chunks(size), b.chunks(size), strict=True):
-        ca, cb = _divided(ca, ma), _divided(cb, mb)
-        if weights is None:
-            part = (_SelfGram.apply(ca) if a is b else ca.T @ cb).unsqueeze(0)
-        else:
-            w = weights[start : start + ca.shape[0]]
-            part = torch.einsum("xc,xi,xj->cij", w, ca, cb)
-        total = part if total is None else total + part
-        start += ca.shape[0]
-    return total
-
-
-def unique_rows(x: Tensor) -> tuple[Tensor, Tensor]:
-    """The distinct rows of a 2-D tensor and the index of each row's distinct row (``inverse``).
-
-    ``torch.unique(x, dim=0)`` sorts whole rows and took 85 ms per constrained PLL step (2034 x 1024
-    weights); here rows are keyed by one random projection, grouped by key, and every row is checked
-    against its group's first row, ``O(size of x)``. Distinct rows that collide on a key are caught
-    by the check and fall back to ``torch.unique``. Equal rows can get keys that differ in the last
-    bit (a matrix-vector product need not sum every row in the same order), so the groups' first
-    rows, few, are merged with ``torch.unique`` at the end; the distinct rows come sorted.
-    """
-    if x.numel() == 0:
-        return torch.unique(x, dim=0, return_inverse=True)
-    generator = torch.Generator().manual_seed(0)
-    projection = torch.rand(x.shape[1], generator=generator, dtype=x.dtype).to(x.device)
-    _, inverse = torch.unique(x @ projection, return_inverse=True)
-    count = int(inverse.max()) + 1
-    positions = torch.arange(x.shape[0], device=x.device)
-    first = torch.full((count,), x.shape[0], device=x.device).scatter_reduce(
-        0, inverse, positions, "amin"
-    )
-    distinct = x[first]
-    if not torch.equal(distinct[inverse], x):
-        return torch.unique(x, dim=0, return_inverse=True)
-    merged, of_group = torch.unique(distinct, dim=0, return_inverse=True)
-    return merged, of_group[inverse]
-
-
-class _SelfGram(torch.autograd.Function):
-    """``Xᵀ X`` whose backward is one product, ``X (g + gᵀ)``, where autograd's ``mm`` takes two
-    (``X g`` and ``X gᵀ``, each ``O(V K²)``): the backward of a squared model's ``log Z`` halves."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        ctx.save_for_backward(x)
-        return x.T @ x
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        (x,) = ctx.saved_tensors
-        return x @ (grad + grad.T)
-
-
-def _finite_max(x: Tensor, dim: int | None) -> Tensor:
-    """Max over ``dim`` (all if None), detached, with -inf rows mapped to 0 so shifts stay finite."""
-    x = x.detach()
-    m = x.amax() if dim is None else x.amax(dim=dim, keepdim=True)
-    return torch.where(torch.isfinite(m), m, torch.zeros_like(m))
