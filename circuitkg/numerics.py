@@ -222,10 +222,6 @@ class MixedScaled:
             value = value[self.row_of]
         return Scaled(value, self.parts.log_scale[:1].expand(value.shape[0])).normalised()
 
-    def mixed(self) -> Scaled:
-        """The rows as one :class:`Scaled` ``(B, ...)``."""
-        return self.map(lambda v: v)
-
 
 def scaled_product(factors: list[Scaled], equation: str) -> Scaled:
     """``einsum(equation, *values)`` of scaled factors; the scales add up.

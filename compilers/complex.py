@@ -64,7 +64,8 @@ def complex_pair_fold(pairs: Mapping[str, Scaled | MixedScaled]) -> Scaled:
     ``2 K²`` entries the fold reads rather than the ``4 K²`` of its Grams.
     """
     index, weight = _upper_triangle(pairs["s"].shape[-1] // 2, pairs["s"].device)
-    s, r = (pairs[v].map(functools.partial(_complex_grams, index=index)) for v in ("s", "r"))
+    grams = functools.partial(_complex_grams, index=index)
+    s, r = (pairs[v].map(grams) for v in ("s", "r"))
     weight = weight.to(s.value.dtype)
     if pairs["o"] is pairs["s"]:
         # one Gram for s and o (log Z): Σ A R conj(A) = Σ |A|² R, whose real part is Σ |A|² Re R
@@ -72,7 +73,7 @@ def complex_pair_fold(pairs: Mapping[str, Scaled | MixedScaled]) -> Scaled:
         square = s.value[:, :, 0].square() + s.value[:, :, 1].square()
         value = 0.5 * (square * r.value[:, :, 0]).sum(dim=1) @ weight
     else:
-        o = pairs["o"].map(functools.partial(_complex_grams, index=index))
+        o = pairs["o"].map(grams)
         value = 0.5 * _HadamardFold.apply(s.value, r.value, o.value, weight)
     log_scale = s.log_scale + r.log_scale + o.log_scale
     return Scaled(value.reshape(-1, 1, 1), log_scale.expand(value.shape[0])).normalised()

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import circuitkg as ckg
 from circuitkg.errors import StructureError
 from circuitkg.executor.folds import pair_fold, register_pair_fold
+from circuitkg.numerics import MixedScaled
 
 
 def _enumerated_phi_squared(compiled, n: int, m: int) -> torch.Tensor:
@@ -87,8 +88,8 @@ def test_class_grouped_weights_reach_the_fold_unmixed_and_match_enumeration(
         if repeated:
             by_class = by_class[torch.arange(groups) % 2]  # every mask row appears twice or more
         evidence[v] = by_class[:, class_of]
-        mixed = model.entity.class_gram(model.entity, evidence[v])
-        assert mixed is not None and mixed.parts.value.shape[0] <= classes
+        mixed = model.entity.weighted_gram(model.entity, evidence[v])
+        assert isinstance(mixed, MixedScaled) and mixed.parts.value.shape[0] <= classes
     evidence["r"] = (torch.rand(groups, m, generator=gen) > 0.3).double()
     evidence["r"][:, 0] = 1.0
     folded = compiled.log_mass(**evidence)

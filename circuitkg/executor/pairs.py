@@ -79,16 +79,15 @@ class PairEvaluator:
 
     def _base_pair(self, layer: InputLayer) -> Scaled | MixedScaled:
         """The pair of the base table ``layer`` reads, for a fold (:mod:`~circuitkg.executor.folds`):
-        its (weighted) Gram if the variable is integrated, a weighted one unmixed where the weights
-        group into classes (:meth:`~circuitkg.params.Table.class_gram`), else the outer product of
-        its rows."""
+        its Gram if the variable is integrated, its weighted Gram (unmixed where the weights group
+        into classes, :meth:`~circuitkg.params.Table.weighted_gram`) if it is weighted, else the
+        outer product of its rows."""
         base = base_of(layer.table)
         value = self.evidence[layer.variable]
+        if value is None:
+            return self.grams.gram(base, base)
         if is_integrated(value):
-            by_class = None if value is None else base.class_gram(base, value)
-            if by_class is not None:
-                return by_class
-            return self.grams.gram(base, base, weights=value)
+            return base.weighted_gram(base, value)
         rows = Scaled.of(base.rows(value))
         return scaled_product([rows, rows], "Ni,Nj->Nij")
 

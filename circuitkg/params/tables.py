@@ -133,26 +133,23 @@ class Table(nn.Module):
     def gram(self, other: Table | None = None, weights: Tensor | None = None) -> Scaled:
         """``Σ_x w[b, x] T[x]ᵀ T'[x]``, shape ``(B, K, K')`` (``B = 1`` and ``w = 1`` by default).
 
-        Weighted Grams are :meth:`class_gram` mixed, or with many distinct weight columns one
-        weighted product.
+        Weighted Grams are :meth:`weighted_gram`'s, mixed.
         """
         other = self if other is None else other
         if weights is None:
             return robust(lambda ma, mb: gram_chunks(self, other, ma, mb, None), self, other)
-        by_class = self.class_gram(other, weights)
-        if by_class is None:
-            return robust(lambda ma, mb: gram_chunks(self, other, ma, mb, weights.T), self, other)
-        return by_class.mixed()
+        return self.weighted_gram(other, weights).map(lambda v: v)
 
-    def class_gram(self, other: Table | None, weights: Tensor) -> MixedScaled | None:
-        """The weighted Gram ``Σ_x w[b, x] T[x]ᵀ T'[x]`` unmixed: the values grouped by identical
-        weight columns (e.g. the entity classes of a 0/1 schema mask), one Gram per group,
-        ``O(|X| K K')`` in all, and the ``(B x C)`` mix of them; ``None`` when more than a quarter
-        of the values have a column of their own (one weighted product is cheaper then)."""
+    def weighted_gram(self, other: Table | None, weights: Tensor) -> Scaled | MixedScaled:
+        """The weighted Gram ``Σ_x w[b, x] T[x]ᵀ T'[x]``, ``(B, K, K')``, unmixed where it pays:
+        the values grouped by identical weight columns (e.g. the entity classes of a 0/1 schema
+        mask), one Gram per group, ``O(|X| K K')`` in all, and the ``(B x C)`` mix of them as a
+        :class:`MixedScaled`; one weighted product (a :class:`Scaled`) when more than a quarter of
+        the values have a column of their own. Both read as rows through ``map``."""
         other = self if other is None else other
         classes, inverse = unique_rows(weights.detach().T)
         if classes.shape[0] * 4 > self.num_values:
-            return None
+            return robust(lambda ma, mb: gram_chunks(self, other, ma, mb, weights.T), self, other)
         # one scale for all classes (each normalised alone cost three passes over C x K x K')
         per_class = robust(
             lambda ma, mb: class_grams(self, other, ma, mb, inverse, classes.shape[0]),
