@@ -119,6 +119,11 @@ def build_model(config: TrainConfig, kg: KnowledgeGraph) -> KGEModel:
     return model
 
 
+def dataset_of(config: TrainConfig) -> KnowledgeGraph:
+    """The named dataset ``config`` trains on, under its ``unseen`` protocol."""
+    return load(config.dataset, config.data_root, unseen=config.unseen)
+
+
 def load_schema(path: str | os.PathLike[str]) -> DomainSchema:
     """Read a JSON domain schema; a missing file raises :class:`SchemaError` naming the path."""
     path = Path(path)
@@ -239,9 +244,7 @@ class Trainer:
         self.config = config
         self.parallel = parallel
         self.log = log if log is not None else tqdm.write
-        self.kg = (
-            kg if kg is not None else load(config.dataset, config.data_root, unseen=config.unseen)
-        )
+        self.kg = kg if kg is not None else dataset_of(config)
         self.bound: BoundSchema | None = None
         if config.schema is not None:
             self.bound, self.kg = _schema_training_data(config, self.kg, self.log)
@@ -459,7 +462,7 @@ def train(
     """Train ``model``, or the model ``config`` describes (optionally initialised from a
     checkpoint). A given model is trained as it is, after :func:`initialise` with ``config.init``
     (so build it under a seed of your choice)."""
-    kg = kg if kg is not None else load(config.dataset, config.data_root, unseen=config.unseen)
+    kg = kg if kg is not None else dataset_of(config)
     model = prepare_model(config, kg, model, init_from)
     trainer = Trainer(config, kg, model, out=out, progress=progress, log=log, device=device)
     return trainer.fit()
