@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import circuitkg as ckg
 from circuitkg.cli import main
 from circuitkg.data import DataFormatError, load_folder
 from circuitkg.train import TrainConfig, evaluate, load_checkpoint, train
@@ -17,12 +18,23 @@ VALID = [("a", "r", "c"), ("d", "s", "b")]
 TEST = [("e", "r", "a"), ("b", "r", "d"), ("z", "r", "a")]  # z: never in train
 
 
-@pytest.fixture
-def folder(tmp_path):
+def _write_splits(folder):
+    folder.mkdir(parents=True, exist_ok=True)
     for split, triples in (("train", TRAIN), ("valid", VALID), ("test", TEST)):
         lines = "".join("\t".join(t) + "\n" for t in triples)
-        (tmp_path / f"{split}.txt").write_text(lines)
-    return tmp_path
+        (folder / f"{split}.txt").write_text(lines)
+    return folder
+
+
+def _train_args(folder, out, protocol: str) -> list[str]:
+    return ["train", "--dataset", str(folder), "--model", "cp", "--form", "squared", "--rank", "4",
+            "--epochs", "1", "--eval-every", "0", "--unseen", protocol, "--out", str(out),
+            "--quiet", "--threads", "1"]  # fmt: skip
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return _write_splits(tmp_path)
 
 
 def test_keep_ranks_the_unseen_entity_and_drop_drops_it(folder):
@@ -53,10 +65,7 @@ def test_config_field_validated_and_defaults_to_drop():
 @pytest.mark.parametrize(("protocol", "entities", "ranked"), [("keep", 6, 3), ("drop", 5, 2)])
 def test_cli_passes_unseen_to_the_loader(folder, tmp_path, protocol, entities, ranked, capsys):
     out = tmp_path / f"run-{protocol}"
-    args = ["train", "--dataset", str(folder), "--model", "cp", "--form", "squared", "--rank", "4",
-            "--epochs", "1", "--eval-every", "0", "--unseen", protocol, "--out", str(out),
-            "--quiet", "--threads", "1"]  # fmt: skip
-    assert main(args) == 0
+    assert main(_train_args(folder, out, protocol)) == 0
     checkpoint = load_checkpoint(out / "last")
     assert checkpoint.config.unseen == protocol
     assert checkpoint.spec.num_entities == entities
@@ -75,17 +84,12 @@ def test_cli_rejects_an_unknown_protocol(folder, capsys):
 
 
 def test_pipeline_and_load_use_the_runs_protocol(folder, tmp_path):
-    import circuitkg as ckg
-
     result = ckg.pipeline(str(folder), "cp", rank=4, epochs=1, eval_every=0, unseen="keep",
                           progress=False)  # fmt: skip
     assert (result.kg.num_entities, len(result.kg.test)) == (6, 3)
     assert result.model.num_entities == 6
     out = tmp_path / "keep-run"
-    args = ["train", "--dataset", str(folder), "--model", "cp", "--form", "squared", "--rank", "4",
-            "--epochs", "1", "--eval-every", "0", "--unseen", "keep", "--out", str(out),
-            "--quiet", "--threads", "1"]  # fmt: skip
-    assert main(args) == 0
+    assert main(_train_args(folder, out, "keep")) == 0
     reloaded = ckg.load(out)  # re-reads the data folder under the checkpoint's protocol
     assert (reloaded.kg.num_entities, len(reloaded.kg.test)) == (6, 3)
     assert reloaded.config.unseen == "keep"
@@ -93,10 +97,7 @@ def test_pipeline_and_load_use_the_runs_protocol(folder, tmp_path):
 
 def test_train_without_a_graph_loads_the_named_dataset_under_the_protocol(tmp_path):
     root = tmp_path / "root"
-    named = root / "wn18rr"  # an external dataset's name, read from data_root
-    named.mkdir(parents=True)
-    for split, triples in (("train", TRAIN), ("valid", VALID), ("test", TEST)):
-        (named / f"{split}.txt").write_text("".join("\t".join(t) + "\n" for t in triples))
+    _write_splits(root / "wn18rr")  # an external dataset's name, read from data_root
     for protocol, entities in (("keep", 6), ("drop", 5)):
         config = TrainConfig(dataset="wn18rr", data_root=str(root), model="cp", form="squared",
                              rank=2, epochs=0, eval_every=0, unseen=protocol)  # fmt: skip
