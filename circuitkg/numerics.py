@@ -23,10 +23,13 @@ import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from functools import cached_property
+from typing import Protocol, TypeVar
 
 import torch
 from torch import Tensor
+
+from circuitkg.mixing import NestedSums, mixed_rows, nested_sums
 
 _state = threading.local()
 #: reductions whose largest entry falls outside this range are redone on prescaled tables
@@ -181,6 +184,11 @@ class Scaled:
         """Apply a linear, shape-changing function to the value (same scale)."""
         return Scaled(fn(self.value), self.log_scale)
 
+    def split(self, sizes: list[int]) -> list[Scaled]:
+        """The rows in consecutive pieces of ``sizes``."""
+        pieces = zip(self.value.split(sizes), self.log_scale.split(sizes), strict=True)
+        return [Scaled(v, s) for v, s in pieces]
+
     def expand_rows(self, n: int) -> Scaled:
         """Broadcast a one-row scaled tensor to ``n`` rows."""
         if self.value.shape[0] == n:
@@ -188,39 +196,80 @@ class Scaled:
         return Scaled(self.value.expand((n,) + self.value.shape[1:]), self.log_scale.expand(n))
 
 
+class MixtureParts(Protocol):
+    """What :class:`MixedScaled` mixes: ``C`` parts of shape ``shape[1:]``, read only through the
+    image of a row-wise linear map (with one scale for all parts), e.g.
+    :class:`~circuitkg.params.reductions.ClassGrams`. The image of one function object is computed
+    once."""
+
+    @property
+    def shape(self) -> torch.Size: ...
+
+    def image(self, fn: Callable[[Tensor], Tensor]) -> Scaled: ...
+
+
 @dataclass
 class MixedScaled:
-    """Rows ``mix @ parts``: each of ``B`` rows a fixed mixture of ``C`` scaled parts sharing one
-    scale (``parts.log_scale`` equal in every row), held unmixed.
+    """Rows ``mix @ parts``: each of ``B`` rows a fixed mixture of ``C`` parts sharing one scale,
+    held unmixed.
 
     A schema's weighted Gram is one (``B`` signature groups, ``C`` entity classes): a consumer that
     applies a row-wise linear map ``f`` first reads ``mix @ f(parts)`` through :meth:`map`, which
     mixes ``f``'s (perhaps smaller) image instead of whole parts. ``row_of`` (optional) repeats the
     mixed rows: row ``b`` of the value is mixed row ``row_of[b]``. ``mix`` carries no gradient.
+    Pieces :meth:`split` from one mixture read its rows: the image of a map is mixed once for all
+    of them (one pass over the image, forward and backward), then split.
     """
 
-    parts: Scaled
+    parts: MixtureParts
     mix: Tensor
     row_of: Tensor | None = None
+    #: the mixture this is piece ``piece`` of (split by ``whole.sizes``)
+    whole: MixedScaled | None = None
+    piece: int = 0
+    sizes: tuple[int, ...] = ()
 
     @property
     def shape(self) -> torch.Size:
         """The shape of the mixed rows' value."""
-        rows = self.mix.shape[0] if self.row_of is None else self.row_of.shape[0]
-        return torch.Size((rows, *self.parts.value.shape[1:]))
+        if self.whole is not None:
+            rows = self.whole.sizes[self.piece]
+        else:
+            rows = self.mix.shape[0] if self.row_of is None else self.row_of.shape[0]
+        return torch.Size((rows, *self.parts.shape[1:]))
 
     @property
     def device(self) -> torch.device:
         return self.mix.device
 
+    @cached_property
+    def nested(self) -> NestedSums | None:
+        """The nested sums that mix a 0/1 mixture by additions (:mod:`circuitkg.mixing`)."""
+        return nested_sums(self.mix)
+
+    @cached_property
+    def mapped(self) -> dict[Callable[[Tensor], Tensor], tuple[Tensor, ...]]:
+        """The mixed images computed so far (of a whole mixture, in its pieces), by function."""
+        return {}
+
     def map(self, fn: Callable[[Tensor], Tensor]) -> Scaled:
         """``mix @ fn(parts)`` for a linear ``fn`` acting on each leading row alone, normalised.
-        ``O(B C |fn(part)|)``: one ``mm``, whose backward (``mixᵀ @ grad``) is one ``mm`` too."""
-        image = fn(self.parts.value)
-        value = (self.mix @ image.flatten(1)).reshape(-1, *image.shape[1:])
-        if self.row_of is not None:
-            value = value[self.row_of]
-        return Scaled(value, self.parts.log_scale[:1].expand(value.shape[0])).normalised()
+        ``O(B C |fn(part)|)``: one ``mm``, whose backward (``mixᵀ @ grad``) is one ``mm`` too; a
+        0/1 mixture of nested rows costs far fewer row additions (:mod:`circuitkg.mixing`)."""
+        image = self.parts.image(fn)
+        whole = self if self.whole is None else self.whole
+        if fn not in whole.mapped:
+            value = mixed_rows(whole.mix, image.value.flatten(1), whole.nested)
+            value = value.reshape(-1, *image.value.shape[1:])
+            value = value if whole.row_of is None else value[whole.row_of]
+            whole.mapped[fn] = value.split(list(whole.sizes)) if whole.sizes else (value,)
+        value = whole.mapped[fn][self.piece]
+        return Scaled(value, image.log_scale[:1].expand(value.shape[0])).normalised()
+
+    def split(self, sizes: list[int]) -> list[MixedScaled]:
+        """The rows in consecutive pieces of ``sizes``, each a piece of this mixture."""
+        whole = MixedScaled(self.parts, self.mix, self.row_of, sizes=tuple(sizes))
+        return [MixedScaled(self.parts, self.mix, self.row_of, whole, i) for i in range(len(sizes))]
 
 
 def scaled_product(factors: list[Scaled], equation: str) -> Scaled:

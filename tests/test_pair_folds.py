@@ -89,7 +89,7 @@ def test_class_grouped_weights_reach_the_fold_unmixed_and_match_enumeration(
             by_class = by_class[torch.arange(groups) % 2]  # every mask row appears twice or more
         evidence[v] = by_class[:, class_of]
         mixed = model.entity.weighted_gram(model.entity, evidence[v])
-        assert isinstance(mixed, MixedScaled) and mixed.parts.value.shape[0] <= classes
+        assert isinstance(mixed, MixedScaled) and mixed.parts.shape[0] <= classes
     evidence["r"] = (torch.rand(groups, m, generator=gen) > 0.3).double()
     evidence["r"][:, 0] = 1.0
     folded = compiled.log_mass(**evidence)

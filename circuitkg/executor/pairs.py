@@ -71,23 +71,39 @@ class PairEvaluator:
         circuit = self.plan.circuit
         fold = pair_fold(circuit.pair_fold)
         if fold is not None and self.target is None:
-            return fold(
-                {layer.variable: self._base_pair(layer) for layer in circuit.input_layers()}
-            )
+            return fold(self._base_pairs(circuit.input_layers()))
         value = self.pair(circuit.output, circuit.output)
         return self.materialise(value)
 
+    def _base_pairs(self, layers: list[InputLayer]) -> dict[str, Scaled | MixedScaled]:
+        """Every layer's :meth:`_base_pair`, by variable. The weighted variables that read one base
+        table (a schema's ``s`` and ``o`` masks over the entities) share one weighted Gram: their
+        weights are stacked, so the values are grouped into classes and the class Grams computed
+        once for all of them, and the result is split back by rows."""
+        pairs: dict[str, Scaled | MixedScaled] = {}
+        weighted: dict[int, list[InputLayer]] = {}
+        for layer in layers:
+            value = self.evidence[layer.variable]
+            if value is not None and is_integrated(value):
+                weighted.setdefault(id(base_of(layer.table)), []).append(layer)
+            else:
+                pairs[layer.variable] = self._base_pair(layer)
+        for group in weighted.values():
+            base = base_of(group[0].table)
+            weights = [self.evidence[layer.variable] for layer in group]
+            stacked = base.weighted_gram(base, torch.cat(weights))
+            pieces = stacked.split([w.shape[0] for w in weights])
+            pairs |= {layer.variable: p for layer, p in zip(group, pieces, strict=True)}
+        return pairs
+
     def _base_pair(self, layer: InputLayer) -> Scaled | MixedScaled:
-        """The pair of the base table ``layer`` reads, for a fold (:mod:`~circuitkg.executor.folds`):
-        its Gram if the variable is integrated, its weighted Gram (unmixed where the weights group
-        into classes, :meth:`~circuitkg.params.Table.weighted_gram`) if it is weighted, else the
-        outer product of its rows."""
+        """The pair of the base table an unweighted ``layer`` reads, for a fold
+        (:mod:`~circuitkg.executor.folds`): its Gram if the variable is integrated, else the outer
+        product of its rows. Weighted variables are :meth:`_base_pairs`'."""
         base = base_of(layer.table)
         value = self.evidence[layer.variable]
         if value is None:
             return self.grams.gram(base, base)
-        if is_integrated(value):
-            return base.weighted_gram(base, value)
         rows = Scaled.of(base.rows(value))
         return scaled_product([rows, rows], "Ni,Nj->Nij")
 

@@ -9,6 +9,7 @@ Every function here reads a table only through ``rows``, ``chunks``, ``abs_max``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -61,24 +62,64 @@ def class_indicator(inverse: Tensor, num_classes: int, like: Tensor) -> Tensor:
     return onehot
 
 
-def class_grams(
-    a: Table, b: Table, ma: Tensor | None, mb: Tensor | None, inverse: Tensor, num_classes: int
-) -> Tensor:
-    """``(C, K, K')``: ``Σ_{x in class c} (A[x]/ma)ᵀ (B[x]/mb)``, ``O(|X| K K')`` in all."""
-    order = torch.argsort(inverse)
-    counts = torch.bincount(inverse, minlength=num_classes).tolist()
-    if torch.is_grad_enabled():
-        # one gather, split into classes: a gather per class would zero-fill a whole-table
-        # gradient per class in the backward pass (170 of them in a CoDEx-S constrained log Z)
-        ra = divided(a.rows(order), ma)
-        rb = ra if a is b and ma is mb else divided(b.rows(order), mb)
-        pairs = zip(torch.split(ra, counts), torch.split(rb, counts), strict=True)
-    else:
-        pairs = (
-            (divided(a.rows(i), ma), divided(b.rows(i), mb)) for i in torch.split(order, counts)
-        )
-    same = a is b and ma is mb
-    return torch.stack([SelfGram.apply(x) if same else x.T @ y for x, y in pairs])
+class ClassGrams:
+    """The per-class Grams ``Σ_{x in class c} A[x]ᵀ B[x]`` ``(C, K, K')``, ``O(|X| K K')`` in all,
+    held unevaluated: :meth:`image` computes ``f`` of them for a row-wise linear ``f`` a few
+    classes at a time, so that the ``C x K x K'`` Grams (43 MB for CoDEx-S's classes at rank 200)
+    and their gradient are never whole; a large fresh tensor costs page faults on every query.
+    Images are cached by function object, for the mixtures that share these parts.
+
+    Scaling as :func:`robust`, judged on the image: the tables unscaled, and again divided by
+    their largest entries if the image is not finite or below ``SAFE_RANGE[0]``; one scale for all
+    classes."""
+
+    #: bytes of Grams per chunk of classes
+    CHUNK_BYTES = 1 << 22
+
+    def __init__(self, a: Table, b: Table, inverse: Tensor, num_classes: int) -> None:
+        self.a, self.b = a, b
+        self.order = torch.argsort(inverse)
+        self.counts = torch.bincount(inverse, minlength=num_classes).tolist()
+        self.images: dict[Callable[[Tensor], Tensor], Scaled] = {}
+
+    @property
+    def shape(self) -> torch.Size:
+        """``(C, K, K')``."""
+        return torch.Size((len(self.counts), self.a.width, self.b.width))
+
+    def image(self, fn: Callable[[Tensor], Tensor]) -> Scaled:
+        """``fn`` of the ``(C, K, K')`` Grams, with one scale for all rows."""
+        if fn not in self.images:
+            self.images[fn] = robust(
+                lambda ma, mb: self._image(fn, ma, mb), self.a, self.b, normalise=False
+            )
+        return self.images[fn]
+
+    def _image(self, fn: Callable[[Tensor], Tensor], ma: Tensor | None, mb: Tensor | None):
+        a, b, counts = self.a, self.b, self.counts
+        same = a is b and ma is mb
+        if torch.is_grad_enabled():
+            # one gather, split into classes: a gather per class would zero-fill a whole-table
+            # gradient per class in the backward pass (170 of them in a CoDEx-S constrained log Z)
+            ra = divided(a.rows(self.order), ma)
+            rb = ra if same else divided(b.rows(self.order), mb)
+            pairs = zip(torch.split(ra, counts), torch.split(rb, counts), strict=True)
+        else:
+            pairs = (
+                (divided(a.rows(i), ma), divided(b.rows(i), mb))
+                for i in torch.split(self.order, counts)
+            )
+        itemsize = torch.empty((), dtype=a.dtype).element_size()
+        step = max(1, self.CHUNK_BYTES // (a.width * b.width * itemsize))
+        pairs = list(pairs)
+        images = []
+        for start in range(0, len(pairs), step):
+            chunk = pairs[start : start + step]
+            if same:
+                images.append(fn(SelfGrams.apply(*(x for x, _ in chunk))))
+            else:
+                images.append(fn(torch.stack([x.T @ y for x, y in chunk])))
+        return images[0] if len(images) == 1 else torch.cat(images)
 
 
 def divided(x: Tensor, m: Tensor | None) -> Tensor:
@@ -147,7 +188,32 @@ class SelfGram(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors
-        return x @ (grad + grad.T)
+        return _self_gram_grad(x, grad)
+
+
+class SelfGrams(torch.autograd.Function):
+    """``stack([X_1ᵀ X_1, ..., X_cᵀ X_c])``, each written in place (no stack copy) and each
+    backward as :class:`SelfGram`'s."""
+
+    @staticmethod
+    def forward(ctx, *xs: Tensor) -> Tensor:
+        ctx.save_for_backward(*xs)
+        out = xs[0].new_empty(len(xs), xs[0].shape[1], xs[0].shape[1])
+        for x, o in zip(xs, out, strict=True):
+            torch.mm(x.T, x, out=o)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return tuple(_self_gram_grad(x, g) for x, g in zip(ctx.saved_tensors, grad, strict=True))
+
+
+def _self_gram_grad(x: Tensor, grad: Tensor) -> Tensor:
+    """``X (g + gᵀ)``; for a few rows (a schema's entity classes) the two products ``X g + X gᵀ``
+    are cheaper than the strided ``K x K`` sum."""
+    if 4 * x.shape[0] < x.shape[1]:
+        return torch.addmm(x @ grad, x, grad.T)
+    return x @ (grad + grad.T)
 
 
 def finite_max(x: Tensor, dim: int | None) -> Tensor:

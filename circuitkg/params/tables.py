@@ -66,7 +66,7 @@ from circuitkg.errors import UnsupportedHookError
 from circuitkg.numerics import MixedScaled, Scaled, abs_max, is_unscaled
 from circuitkg.params.reductions import (
     DEFAULT_CHUNK,
-    class_grams,
+    ClassGrams,
     class_indicator,
     contract_chunks,
     finite_max,
@@ -144,19 +144,14 @@ class Table(nn.Module):
         """The weighted Gram ``Σ_x w[b, x] T[x]ᵀ T'[x]``, ``(B, K, K')``, unmixed where it pays:
         the values grouped by identical weight columns (e.g. the entity classes of a 0/1 schema
         mask), one Gram per group, ``O(|X| K K')`` in all, and the ``(B x C)`` mix of them as a
-        :class:`MixedScaled`; one weighted product (a :class:`Scaled`) when more than a quarter of
-        the values have a column of their own. Both read as rows through ``map``."""
+        :class:`MixedScaled`; one weighted product (a :class:`Scaled`) when there are more classes
+        than rows and more than a quarter of the values have a column of their own (then the
+        ``C`` class Grams would outweigh the ``B`` rows). Both read as rows through ``map``."""
         other = self if other is None else other
         classes, inverse = unique_rows(weights.detach().T)
-        if classes.shape[0] * 4 > self.num_values:
+        if classes.shape[0] > weights.shape[0] and classes.shape[0] * 4 > self.num_values:
             return robust(lambda ma, mb: gram_chunks(self, other, ma, mb, weights.T), self, other)
-        # one scale for all classes (each normalised alone cost three passes over C x K x K')
-        per_class = robust(
-            lambda ma, mb: class_grams(self, other, ma, mb, inverse, classes.shape[0]),
-            self,
-            other,
-            normalise=False,
-        )
+        per_class = ClassGrams(self, other, inverse, classes.shape[0])
         rows, row_of = unique_rows(weights)
         if rows.shape[0] * 2 > weights.shape[0]:  # few repeats: gathering them back costs more
             rows, row_of = weights, None
