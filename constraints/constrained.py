@@ -37,7 +37,7 @@ import torch
 from circuitkg.compilers.base import KG_VARIABLES, check_kg_circuit
 from circuitkg.constraints.binding import BoundSchema
 from circuitkg.constraints.circuit import constraint_circuit
-from circuitkg.constraints.pll import grouped_normaliser, masked_normaliser
+from circuitkg.constraints.pll import AllowedRuns, grouped_normaliser, masked_normaliser
 from circuitkg.constraints.schema import DomainSchema, MissingPolicy, _hint
 from torch import Tensor, nn
 
@@ -69,7 +69,7 @@ class ConstrainedCircuit(nn.Module):
         self.compiled = compiled
         self.bound = bound
         self._product: Circuit | None = None
-        self._allowed: dict[tuple[str, torch.device], list[Tensor]] = {}
+        self._allowed: dict[tuple[str, torch.device], AllowedRuns] = {}
         s, r, o = bound.group_masks()
         self.register_buffer("group_masks_s", s, persistent=False)
         self.register_buffer("group_masks_r", r, persistent=False)
@@ -285,15 +285,15 @@ class ConstrainedCircuit(nn.Module):
         anchor, other = ("s", self.subject_class) if target == "o" else ("o", self.object_class)
         anchor_ok = other[ev["r"], self.entity_class[ev[anchor]]]
         groups = self.group_of_relation[ev["r"]]
-        allowed = self._allowed_ids(target)
+        allowed = self._allowed_runs(target)
         return grouped_normaliser(self.compiled, target, groups, anchor_ok, allowed, given)
 
-    def _allowed_ids(self, side: str) -> list[Tensor]:
-        """Per signature group, the ids of the entities it allows as ``side`` (kept)."""
+    def _allowed_runs(self, side: str) -> AllowedRuns:
+        """The entities in an order where each signature group's allowed ``side`` is a few runs."""
         key = (side, self.device)
         if key not in self._allowed:
             masks = self.group_masks_s if side == "s" else self.group_masks_o
-            self._allowed[key] = [row.nonzero()[:, 0] for row in masks]
+            self._allowed[key] = AllowedRuns.of(masks)
         return self._allowed[key]
 
     def _unconstrained_log_mass(self, given: Mapping[str, Tensor]) -> Tensor:

@@ -6,12 +6,14 @@ coefficients of ``φ`` in the target's base row (``compiled.expansions.linear``,
 one adjoint pass, ``O(B K)``) and ``T`` the target's base table:
 
 * entity targets (:func:`grouped_normaliser`): the rows of one signature group ``g`` share their
-  allowed set ``A_g``, so ``Σ_{x ∈ A_g} (c_b · T[x])²`` is one ``(B_g x K)(K x |A_g|)`` product
-  per group: ``O(B K |A|)`` in all for an average allowed set ``|A|``, against ``O(n K² + B K²)``
-  for the unconstrained Gram plan. Per-group Grams would need ``O(n K²)`` class Grams and a
-  class-to-group mix per step, and with CoDEx-S's classes (a few dozen entities each, fewer than
-  ``K``) a class Gram has more entries than the class's rows: that plan measured 4.4x the
-  unconstrained step at rank 200 (``docs/constraints.md``).
+  allowed set ``A_g``, so ``Σ_{x ∈ A_g} (c_b · T[x])²`` is a ``(B_g x K)(K x |A_g|)`` product per
+  group: ``O(B K |A|)`` in all for an average allowed set ``|A|``, against ``O(n K² + B K²)`` for
+  the unconstrained Gram plan. The table is gathered once per term, in an order where every
+  allowed set is a few contiguous runs (:class:`AllowedRuns`), and each group's rows meet its
+  runs directly: a gather of each group's allowed rows wrote ``Σ_g |A_g| x K`` entries per term
+  and as many back in the backward (60 MB per term on CoDEx-S at rank 200, a gigabyte on
+  CoDEx-M). Per-group Grams would need ``O(n K²)`` class Grams and a class-to-group mix per step;
+  that plan measured 4.4x the unconstrained step at rank 200 (``docs/constraints.md``).
 * the relation (:func:`masked_normaliser`): all ``m`` relations' scores ``(B x m)``, squared and
   masked by the relations allowed for ``(s, o)``: ``O(B K m)``.
 
@@ -19,6 +21,8 @@ Rows whose anchor the schema forbids get ``-inf`` (the caller names the broken r
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -39,34 +43,106 @@ def masked_normaliser(compiled, target: str, mask: Tensor, given: dict[str, Tens
     return _log_mass(mass, mass <= 0, coef.log_scale, m)
 
 
+@dataclass(frozen=True)
+class AllowedRuns:
+    """The values in an order where each signature group's allowed set is a few contiguous runs.
+
+    Values are sorted by their membership over the groups, largest group first (descending
+    lexicographic order of the membership columns), so nested allowed sets come out as prefixes
+    and most others as one or two runs (CoDEx-S: 59 runs for 38 subject sets, 124 for the object
+    sets; CoDEx-M: 288 and 388 for 49). ``order[i]`` is the value at position ``i``; ``runs[g]``
+    the ``(start, stop)`` positions of group ``g``'s allowed values."""
+
+    order: Tensor
+    runs: tuple[tuple[tuple[int, int], ...], ...]
+
+    @staticmethod
+    def of(masks: Tensor) -> AllowedRuns:
+        """From the ``(G x n)`` 0/1 allowed masks of the groups."""
+        masks = masks.bool()
+        by_size = torch.argsort(masks.sum(dim=1), descending=True, stable=True)
+        key = (~masks[by_size]).T.to(torch.uint8)  # ascending order of ~membership = descending
+        _, inverse = torch.unique(key, dim=0, return_inverse=True)
+        order = torch.argsort(inverse, stable=True)
+        runs = []
+        for row in masks[:, order].to(torch.int8).cpu():
+            edges = torch.diff(row, prepend=row.new_zeros(1), append=row.new_zeros(1))
+            starts, stops = (edges == 1).nonzero()[:, 0], (edges == -1).nonzero()[:, 0]
+            runs.append(tuple(zip(starts.tolist(), stops.tolist(), strict=True)))
+        return AllowedRuns(order, tuple(runs))
+
+
 def grouped_normaliser(
     compiled,
     target: str,
     groups: Tensor,
     anchor_ok: Tensor,
-    allowed: list[Tensor],
+    allowed: AllowedRuns,
     given: dict[str, Tensor],
 ) -> Tensor:
-    """``log Σ_{x ∈ allowed[groups[b]]} φ(x, given_b)²`` per row ``b``, ``-inf`` where
-    ``anchor_ok[b]`` is false; every variable but ``target`` observed in ``given``."""
-    coef, rows, m = _coefficients_and_rows(compiled, target, given)
+    """``log Σ_{x allowed in group groups[b]} φ(x, given_b)²`` per row ``b``, ``-inf`` where
+    ``anchor_ok[b]`` is false; every variable but ``target`` observed in ``given``.
+
+    The value rows are gathered once, in ``allowed.order``; each group's rows of coefficients then
+    meet each of its runs of allowed values in one product (:class:`_RunSquareSums`), with no
+    gather of the allowed rows per group."""
+    coef, table, m = _coefficients_and_table(compiled, target, given)
     present, of_row = torch.unique(groups, return_inverse=True)
     order = torch.argsort(of_row, stable=True)
     counts = torch.bincount(of_row, minlength=present.numel()).tolist()
-    # one gather of the coefficient rows and one of the allowed value rows, split by group
-    ids = [allowed[g] for g in present.tolist()]
-    values = rows[torch.cat(ids)].split([i.numel() for i in ids])
-    parts = [
-        (c @ r.T).square().sum(dim=1)
-        for c, r in zip(coef.value[order].split(counts), values, strict=True)
-    ]
-    mass = torch.cat(parts)[torch.argsort(order)]
+    starts = [sum(counts[:i]) for i in range(len(counts))]
+    plan = tuple(
+        (a, a + n, allowed.runs[g])
+        for a, n, g in zip(starts, counts, present.tolist(), strict=True)
+    )
+    rows = table.rows(allowed.order.to(coef.value.device)) / m
+    mass = _RunSquareSums.apply(coef.value[order], rows, plan)[torch.argsort(order)]
     return _log_mass(mass, ~anchor_ok | (mass <= 0), coef.log_scale, m)
+
+
+class _RunSquareSums(torch.autograd.Function):
+    """``mass[b] = Σ_{(a, z) in runs(b)} Σ_{a <= x < z} (C[b] · V[x])²`` for the blocks of rows
+    ``(start, stop, runs)`` of ``plan``: one ``(B_g x W)(W x run)`` product per run, forward
+    and backward (``∂/∂C = 2 (g ⊙ S) V``, ``∂/∂V = 2 (g ⊙ S)ᵀ C``) written into one gradient
+    each, where autograd's backward of every slice of ``V`` would zero-fill a whole ``n x W``
+    gradient. The scores ``S`` are kept for the backward (``B x |allowed|`` entries)."""
+
+    @staticmethod
+    def forward(ctx, coef: Tensor, values: Tensor, plan) -> Tensor:
+        scores = []
+        mass = coef.new_zeros(coef.shape[0])
+        for start, stop, runs in plan:
+            for a, z in runs:
+                block = coef[start:stop] @ values[a:z].T
+                mass[start:stop] += block.square().sum(dim=1)
+                scores.append(block)
+        ctx.plan, ctx.scores = plan, scores
+        ctx.save_for_backward(coef, values)
+        return mass
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        coef, values = ctx.saved_tensors
+        grad_coef, grad_values = torch.zeros_like(coef), torch.zeros_like(values)
+        blocks = iter(ctx.scores)
+        for start, stop, runs in ctx.plan:
+            for a, z in runs:
+                weighted = next(blocks) * (2 * grad[start:stop, None])
+                grad_coef[start:stop].addmm_(weighted, values[a:z])
+                grad_values[a:z].addmm_(weighted.T, coef[start:stop])
+        return grad_coef, grad_values, None
 
 
 def _coefficients_and_rows(compiled, target: str, given: dict[str, Tensor]):
     """The target's coefficients ``c_b`` (scaled, normalised), its one base table's rows divided
-    by their largest entry ``m``, and ``m``: ``φ(x, given_b) = c_b · rows[x] · m · scale_b``.
+    by their largest entry ``m``, and ``m``: ``φ(x, given_b) = c_b · rows[x] · m · scale_b``."""
+    coef, table, m = _coefficients_and_table(compiled, target, given)
+    return coef, table.full() / m, m
+
+
+def _coefficients_and_table(compiled, target: str, given: dict[str, Tensor]):
+    """The target's coefficients ``c_b`` (scaled, normalised), its one base table ``T`` and
+    ``m = max |T|``: ``φ(x, given_b) = c_b · T[x] · scale_b``.
 
     Raises ``ValueError`` when the target's input layers read more than one base table (the
     caller's general plan runs then)."""
@@ -74,8 +150,7 @@ def _coefficients_and_rows(compiled, target: str, given: dict[str, Tensor]):
     if len(bases) != 1:
         raise ValueError("the normalisers from allowed rows need one base table per variable")
     coef = compiled.expansions.linear(target, **given).blocks[0].normalised()
-    m = bases[0].abs_max()
-    return coef, bases[0].full() / m, m
+    return coef, bases[0], bases[0].abs_max()
 
 
 def _log_mass(mass: Tensor, empty: Tensor, log_scale: Tensor, m: Tensor) -> Tensor:

@@ -12,6 +12,7 @@ from circuitkg.constraints import (
     constraint_circuit,
     is_deterministic,
 )
+from circuitkg.constraints.pll import AllowedRuns
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chi2
@@ -151,6 +152,37 @@ def test_product_circuit_is_the_constrained_model(problem):
     )
 
 
+@settings(max_examples=20)
+@given(typed_problems(forms=("squared",)))
+def test_pll_terms_and_their_gradients_match_enumeration(problem):
+    """Each PLL term ``log p_c(t | rest)`` of every consistent triple, and its gradient, against
+    ``log φ²c`` over the enumerated joint, normalised over the target's values by hand."""
+    kg, schema, model = problem
+    cc = constrain(model, schema, kg)
+    c = brute_constraint(kg, schema)
+    x = all_assignments(cc.compiled.circuit)
+    keep = c.reshape(-1) > 0
+    if not bool(keep.any()):
+        return
+    triples = x[keep]
+    params = list(model.parameters())
+    for axis, target in enumerate(VARS):
+        given_ = {v: triples[:, i] for i, v in enumerate(VARS) if v != target}
+        got = cc.log_conditional_of(target, triples[:, axis], **given_)
+        phi = evaluate_naive(cc.compiled.circuit, x).reshape(c.shape)
+        mass = phi.square() * c
+        normaliser = mass.sum(dim=[0, 1, 2][axis], keepdim=True).expand_as(mass)
+        s, r, o = triples.T
+        expected = torch.log(mass[s, r, o]) - torch.log(normaliser[s, r, o])
+        close(got, expected, f"PLL term {target}")
+        weights = torch.rand(len(triples), dtype=torch.float64)
+        grads = torch.autograd.grad((got * weights).sum(), params, allow_unused=True)
+        wanted = torch.autograd.grad((expected * weights).sum(), params, allow_unused=True)
+        for g, w in zip(grads, wanted, strict=True):
+            if w is not None:
+                close(g if g is not None else torch.zeros_like(w), w, f"∂ PLL term {target}")
+
+
 @settings(max_examples=15)
 @given(typed_problems(forms=("score",)))
 def test_score_form_masks_forbidden_values(problem):
@@ -251,3 +283,23 @@ def test_constrained_samples_never_violate_and_follow_p(problem):
     keep = cells_e > 0
     stat = float(((cells_c[keep] - cells_e[keep]) ** 2 / cells_e[keep]).sum())
     assert chi2.sf(stat, max(int(keep.sum()) - 1, 1)) > 1e-6
+
+
+@settings(max_examples=40)
+@given(
+    st.integers(1, 6).flatmap(
+        lambda g: st.integers(1, 12).flatmap(
+            lambda n: st.lists(
+                st.lists(st.booleans(), min_size=n, max_size=n), min_size=g, max_size=g
+            )
+        )
+    )
+)
+def test_allowed_runs_cover_exactly_the_allowed_values(rows):
+    masks = torch.tensor(rows)
+    runs = AllowedRuns.of(masks)
+    assert sorted(runs.order.tolist()) == list(range(masks.shape[1]))
+    for mask, group_runs in zip(masks, runs.runs, strict=True):
+        covered = [runs.order[i].item() for a, z in group_runs for i in range(a, z)]
+        assert sorted(covered) == mask.nonzero()[:, 0].tolist()
+        assert all(a < z for a, z in group_runs)
