@@ -29,6 +29,9 @@ from torch import Tensor
 
 #: entries of the ``(rows x values)`` score block computed at once
 MAX_ENTRIES = 1 << 24
+#: what a class or group Gram of the Gram plan costs, in rows of the table: it is written,
+#: checked, scaled and mixed, all memory-bound (fitted on CoDEx-S and CoDEx-M at ranks 50, 200)
+GRAM_ROWS = 100
 
 
 def masked_normaliser(compiled, target: str, mask: Tensor, given: dict[str, Tensor]) -> Tensor:
@@ -51,11 +54,13 @@ class AllowedRuns:
     lexicographic order of the membership columns), so nested allowed sets come out as prefixes
     and most others as one or two runs (CoDEx-S: 59 runs for 38 subject sets, 124 for the object
     sets; CoDEx-M: 288 and 388 for 49). ``order[i]`` is the value at position ``i``; ``runs[g]``
-    the ``(start, stop)`` positions of group ``g``'s allowed values."""
+    the ``(start, stop)`` positions of group ``g``'s allowed values; ``num_classes`` counts the
+    distinct membership columns (the classes of the Gram plan)."""
 
     order: Tensor
     runs: tuple[tuple[tuple[int, int], ...], ...]
     masks: Tensor
+    num_classes: int
 
     def size(self, group: int) -> int:
         """How many values group ``group`` allows."""
@@ -67,14 +72,14 @@ class AllowedRuns:
         masks = masks.bool()
         by_size = torch.argsort(masks.sum(dim=1), descending=True, stable=True)
         key = (~masks[by_size]).T.to(torch.uint8)  # ascending order of ~membership = descending
-        _, inverse = torch.unique(key, dim=0, return_inverse=True)
+        classes, inverse = torch.unique(key, dim=0, return_inverse=True)
         order = torch.argsort(inverse, stable=True)
         runs = []
         for row in masks[:, order].to(torch.int8).cpu():
             edges = torch.diff(row, prepend=row.new_zeros(1), append=row.new_zeros(1))
             starts, stops = (edges == 1).nonzero()[:, 0], (edges == -1).nonzero()[:, 0]
             runs.append(tuple(zip(starts.tolist(), stops.tolist(), strict=True)))
-        return AllowedRuns(order, tuple(runs), masks)
+        return AllowedRuns(order, tuple(runs), masks, classes.shape[0])
 
 
 def grouped_normaliser(
@@ -92,16 +97,17 @@ def grouped_normaliser(
     each group's rows of coefficients meeting each of its runs of allowed values in one product,
     :class:`_RunSquareSums`), ``Σ_b |A_g(b)| W``; or the *Grams* (each present group's Gram
     ``G_g = Σ_{x ∈ A_g} T[x]ᵀ T[x]`` from the table's class Grams and a nested mix,
-    ``Table.weighted_gram``, then ``c_bᵀ G_g c_b``), ``(n + B) W²``. The runs win on CoDEx-S
-    (allowed sets of 340-997 of 2034 entities); the Grams on CoDEx-M at low rank (8,900 of
-    17,050)."""
+    ``Table.weighted_gram``, then ``c_bᵀ G_g c_b``), ``(n + B) W²`` plus the memory-bound cost of
+    each class and group Gram (:data:`GRAM_ROWS`). The runs win on CoDEx-S at rank 200 (allowed
+    sets of 340-997 of 2034 entities); the Grams on CoDEx-M at rank 50 (8,900 of 17,050)."""
     coef, table, m = _coefficients_and_table(compiled, target, given)
     present, of_row = torch.unique(groups, return_inverse=True)
     order = torch.argsort(of_row, stable=True)
     counts = torch.bincount(of_row, minlength=present.numel()).tolist()
     width = coef.value.shape[1]
     runs_cost = sum(n * allowed.size(g) for n, g in zip(counts, present.tolist(), strict=True))
-    if (table.num_values + len(groups)) * width < runs_cost:
+    grams = allowed.num_classes + present.numel()
+    if (table.num_values + len(groups) + GRAM_ROWS * grams) * width < runs_cost:
         mass, log_scale = _gram_masses(coef, table, allowed.masks[present], of_row)
         return _log_mass(mass, ~anchor_ok | (mass <= 0), log_scale, torch.ones_like(m))
     starts = [sum(counts[:i]) for i in range(len(counts))]
@@ -118,11 +124,11 @@ def _gram_masses(coef, table, masks: Tensor, of_row: Tensor) -> tuple[Tensor, Te
     """``c_bᵀ G_g c_b`` with ``G_g`` the Gram of group ``g = of_row[b]``'s allowed rows (``masks``
     ``(P x n)``), as masses and half their log scales (so that ``_log_mass`` doubles them)."""
     grams = table.weighted_gram(table, masks.to(coef.value.dtype)).map(_same)
-    mass = torch.empty_like(coef.log_scale)
-    for p in range(masks.shape[0]):
-        rows = (of_row == p).nonzero()[:, 0]
-        c = coef.value[rows]
-        mass[rows] = ((c @ grams.value[p]) * c).sum(dim=1)
+    order = torch.argsort(of_row, stable=True)
+    counts = torch.bincount(of_row, minlength=masks.shape[0]).tolist()
+    # unbind, not an index per group: each index's backward zero-fills all P Grams' gradient
+    parts = zip(coef.value[order].split(counts), grams.value.unbind(0), strict=True)
+    mass = torch.cat([((c @ gram) * c).sum(dim=1) for c, gram in parts])[torch.argsort(order)]
     return mass, coef.log_scale + 0.5 * grams.log_scale[of_row]
 
 

@@ -2,6 +2,7 @@
 
 import itertools
 
+import circuitkg.constraints.pll as pll
 import pytest
 import torch
 from circuitkg.compilers import create_model
@@ -156,8 +157,18 @@ def test_product_circuit_is_the_constrained_model(problem):
 @given(typed_problems(forms=("squared",)))
 def test_pll_terms_and_their_gradients_match_enumeration(problem):
     """Each PLL term ``log p_c(t | rest)`` of every consistent triple, and its gradient, against
-    ``log φ²c`` over the enumerated joint, normalised over the target's values by hand."""
-    kg, schema, model = problem
+    ``log φ²c`` over the enumerated joint, normalised over the target's values by hand; under
+    the runs plan and under the Gram plan of the entity normalisers."""
+    default = pll.GRAM_ROWS
+    try:
+        for gram_rows in (-(10**9), 10**9):  # the Gram plan always, never
+            pll.GRAM_ROWS = gram_rows
+            _check_pll_terms(*problem)
+    finally:
+        pll.GRAM_ROWS = default
+
+
+def _check_pll_terms(kg, schema, model):
     cc = constrain(model, schema, kg)
     c = brute_constraint(kg, schema)
     x = all_assignments(cc.compiled.circuit)
