@@ -39,7 +39,7 @@ from circuitkg.eval.grail import evaluate_sampled_ranking, uniform_log_likelihoo
 from circuitkg.eval.ranking import keyword_scorer
 from circuitkg.eval.runner import evaluate
 from circuitkg.train import TrainConfig, Trainer
-from circuitkg.train.checkpoint import load_parameters
+from circuitkg.train.tensor_state import load_parameters
 
 RESULTS = Path(__file__).resolve().parent / "results" / "encoders_grail.jsonl"
 GRAIL_ROOT = "/work/shared/data/inductive/grail"

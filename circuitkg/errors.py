@@ -37,6 +37,10 @@ class ModelSpecError(CircuitKGError, ValueError):
     """A model is asked for by an unknown name, or with sizes that are not positive integers."""
 
 
+class CheckpointError(CircuitKGError, ValueError):
+    """A checkpoint is missing, malformed, would hold non-finite values, or does not fit a model."""
+
+
 class DistributedError(CircuitKGError, RuntimeError):
     """A multi-process run or query failed: a peer process died or did not answer within the
     timeout, the process group could not be set up, or a model cannot be sharded; the message

@@ -54,7 +54,7 @@ from circuitkg.executor.names import Prediction
 from circuitkg.sampling.io import resolve_given
 from circuitkg.train import TrainConfig, TrainState, load_checkpoint, save_checkpoint, train
 from circuitkg.train.checkpoint import check_vocabulary
-from circuitkg.train.trainer import bind_schema, load_schema
+from circuitkg.train.preparation import bind_schema, load_schema
 
 __all__ = ["PipelineResult", "load", "pipeline", "reliability", "resolve_dataset", "topk"]
 

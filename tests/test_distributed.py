@@ -35,7 +35,7 @@ from circuitkg.distributed import (
 )
 from circuitkg.errors import DistributedError
 from circuitkg.train import TrainConfig, Trainer, load_checkpoint
-from circuitkg.train.trainer import build_model
+from circuitkg.train.preparation import build_model
 
 MODELS = ("cp", "distmult", "complex", "rescal", "tucker")
 COLUMN = {"s": 0, "r": 1, "o": 2}

@@ -28,7 +28,7 @@ from circuitkg.train import (
 )
 from circuitkg.train.checkpoint import TrainState
 from circuitkg.train.initialisation import positive_init
-from circuitkg.train.trainer import build_model
+from circuitkg.train.preparation import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

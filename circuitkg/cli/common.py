@@ -38,7 +38,7 @@ from circuitkg.executor import CompiledCircuit
 from circuitkg.train import Checkpoint, load_checkpoint
 from circuitkg.train.checkpoint import check_vocabulary
 from circuitkg.train.config import ConfigError, check_choice
-from circuitkg.train.trainer import bind_schema, load_schema
+from circuitkg.train.preparation import bind_schema, load_schema
 from circuitkg.workflow import is_folder, resolve_dataset
 
 #: a compiled model, or one conditioned on a domain schema: both answer the queries used here

@@ -36,7 +36,7 @@ from circuitkg.eval.ranking import keyword_scorer
 from circuitkg.eval.runner import evaluate
 from circuitkg.train import TrainConfig, Trainer, init_from_checkpoint, load_checkpoint
 from circuitkg.train.config import check_choice
-from circuitkg.train.trainer import build_model, resume_path
+from circuitkg.train.preparation import build_model, resume_path
 
 #: negatives per side and seed of the GraIL protocol reported for inductive datasets
 GRAIL_NEGATIVES, GRAIL_SEED = 49, 0

@@ -44,7 +44,8 @@ from circuitkg.compilers import KGEModel
 from circuitkg.data import KnowledgeGraph, load
 from circuitkg.distributed.world import World
 from circuitkg.train import TrainConfig, Trainer
-from circuitkg.train.trainer import TrainResult, prepare_model
+from circuitkg.train.preparation import prepare_model
+from circuitkg.train.trainer import TrainResult
 
 
 class DataParallel:

@@ -40,7 +40,8 @@ from circuitkg.distributed.sharded import shard_model
 from circuitkg.distributed.world import World
 from circuitkg.train import TrainConfig, Trainer
 from circuitkg.train.checkpoint import save_checkpoint
-from circuitkg.train.trainer import TrainResult, build_model
+from circuitkg.train.preparation import build_model
+from circuitkg.train.trainer import TrainResult
 
 
 class EntitySharded:

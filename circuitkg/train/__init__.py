@@ -23,15 +23,9 @@ from circuitkg.train.checkpoint import (
 from circuitkg.train.config import ConfigError, TrainConfig
 from circuitkg.train.initialisation import initialise, positive_init
 from circuitkg.train.objectives import make_objective, mle_loss, one_vs_all_loss, pll_loss
+from circuitkg.train.preparation import build_model, init_from_checkpoint
 from circuitkg.train.regularisers import embedding_factors, n3
-from circuitkg.train.trainer import (
-    Trainer,
-    TrainingDivergedError,
-    TrainResult,
-    build_model,
-    init_from_checkpoint,
-    train,
-)
+from circuitkg.train.trainer import Trainer, TrainingDivergedError, TrainResult, train
 
 __all__ = [
     "Checkpoint",

@@ -20,7 +20,8 @@ the CLI and :meth:`~circuitkg.train.Trainer.resume` refuse a dataset whose names
 written to the sibling ``<name>.tmp`` (every file and the folder fsynced), the old checkpoint is
 renamed to ``<name>.old``, the new one renamed into place, the parent folder fsynced, and
 ``<name>.old`` removed: at every instant an intact checkpoint exists under ``<name>``, or (between
-the two renames) under ``<name>.old`` with a complete ``<name>.tmp``. :func:`recover_checkpoint`
+the two renames) under ``<name>.old`` with a complete ``<name>.tmp``
+(:mod:`circuitkg.train.atomic_folder`). :func:`recover_checkpoint`
 (run by every load and save) finishes an interrupted swap, promoting the complete ``<name>.tmp``,
 else ``<name>.old``, and warns (:class:`CheckpointRecoveredWarning`) saying what it did; an
 incomplete ``<name>.tmp`` next to an intact ``<name>`` is removed. Files are created with the
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -50,8 +50,21 @@ from torch import Tensor
 
 from circuitkg.compilers import KGEModel, create_model
 from circuitkg.encoders import Graph
-from circuitkg.errors import CircuitKGError
+from circuitkg.errors import CheckpointError, CircuitKGError
+from circuitkg.train.atomic_folder import (
+    OLD_SUFFIX,
+    TMP_SUFFIX,
+    recover_folder,
+    replace_folder,
+    sibling,
+)
 from circuitkg.train.config import TrainConfig
+from circuitkg.train.tensor_state import (
+    flatten_optimizer,
+    load_parameters,
+    model_tensors,
+    unflatten_optimizer,
+)
 
 if TYPE_CHECKING:
     from circuitkg.data import KnowledgeGraph
@@ -62,14 +75,6 @@ CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 GRAPH_FILE = "graph.safetensors"
 TRAINING_FILE = "training.safetensors"
-
-
-#: suffixes of the folders an interrupted write leaves next to a checkpoint
-TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"
-
-
-class CheckpointError(CircuitKGError, ValueError):
-    """A checkpoint is missing, malformed, would hold non-finite values, or does not fit a model."""
 
 
 class CheckpointRecoveredWarning(UserWarning):
@@ -127,16 +132,6 @@ class ModelSpec:
         )  # fmt: skip
 
 
-def model_tensors(model: KGEModel) -> dict[str, Tensor]:
-    """The tensors a checkpoint stores: the model's ``state_dict`` without the modules its circuit
-    builds (fixed weights and views, rebuilt with the circuit)."""
-    return {
-        name: tensor
-        for name, tensor in model.state_dict(keep_vars=True).items()
-        if not name.startswith("circuit_modules.")
-    }
-
-
 @dataclass
 class Checkpoint:
     """A loaded checkpoint. ``optimizer_state`` is in ``torch.optim`` ``state_dict`` format."""
@@ -185,7 +180,7 @@ def save_checkpoint(
             "relations": list(kg.id_to_relation),
         }
     if optimizer is not None:
-        opt_meta, opt_tensors = _flatten_optimizer(optimizer)
+        opt_meta, opt_tensors = flatten_optimizer(optimizer)
         meta["optimizer"] = {"name": config.optimizer, **opt_meta}
         training.update(opt_tensors)
     if generator is not None:
@@ -205,45 +200,8 @@ def save_checkpoint(
         files[TRAINING_FILE] = save_bytes(training)
     files[CONFIG_FILE] = json.dumps(meta, indent=2).encode()  # last: it marks the folder complete
     recover_checkpoint(path)
-    tmp, old = _sibling(path, TMP_SUFFIX), _sibling(path, OLD_SUFFIX)
-    if tmp.exists():
-        shutil.rmtree(tmp)  # incomplete (recover_checkpoint promoted a complete one)
-    tmp.mkdir(parents=True)
-    for name, data in files.items():
-        _write_synced(tmp / name, data)
-    _fsync_dir(tmp)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-    if old.exists():
-        shutil.rmtree(old)
+    replace_folder(path, files)
     return path
-
-
-def _sibling(path: Path, suffix: str) -> Path:
-    return path.with_name(path.name + suffix)
-
-
-def _write_synced(file: Path, data: bytes) -> None:
-    """Write ``data`` to a new ``file`` (mode from the umask) and fsync it."""
-    with open(file, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _complete(folder: Path) -> bool:
@@ -267,32 +225,15 @@ def recover_checkpoint(path: str | os.PathLike[str]) -> bool:
     is kept when nothing else exists (so no data is destroyed), and reported by loaders.
     """
     path = Path(path)
-    tmp, old = _sibling(path, TMP_SUFFIX), _sibling(path, OLD_SUFFIX)
-    if (path / CONFIG_FILE).is_file():
-        if old.exists():
-            shutil.rmtree(old)
-        if tmp.exists() and not _complete(tmp):
-            shutil.rmtree(tmp)
-        return True
-    for source, why in (
-        (tmp, "the write of its replacement had completed"),
-        (old, "the previous checkpoint was intact"),
-    ):
-        if source.is_dir() and _complete(source):
-            if path.exists():  # a folder without config.json: not a checkpoint, keep it aside
-                os.replace(path, _sibling(path, ".broken"))
-            os.replace(source, path)
-            _fsync_dir(path.parent)
-            warnings.warn(
-                f"checkpoint {path} was missing after an interrupted write; restored it from "
-                f"{source.name} ({why})",
-                CheckpointRecoveredWarning,
-                stacklevel=3,
-            )
-            if old.exists():
-                shutil.rmtree(old)
-            return True
-    return False
+    present, restored = recover_folder(path, CONFIG_FILE, _complete)
+    if restored is not None:
+        warnings.warn(
+            f"checkpoint {path} was missing after an interrupted write; restored it from "
+            f"{restored}",
+            CheckpointRecoveredWarning,
+            stacklevel=3,
+        )
+    return present
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
@@ -305,7 +246,7 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     leftovers = [
         p.name
         for base in (path, path / "best", path / "last")
-        for p in (_sibling(base, TMP_SUFFIX), _sibling(base, OLD_SUFFIX))
+        for p in (sibling(base, TMP_SUFFIX), sibling(base, OLD_SUFFIX))
         if p.exists()
     ]
     found = f"; found only the incomplete write(s) {leftovers}" if leftovers else ""
@@ -396,7 +337,7 @@ def _vocabulary(values: Any) -> dict[str, Any]:
 def _optimizer_from(values: Any, training: dict[str, Tensor]) -> tuple[str, dict[str, Any]]:
     opt = dict(values)
     name = opt.pop("name")
-    return name, _unflatten_optimizer(opt, training)
+    return name, unflatten_optimizer(opt, training)
 
 
 def _load_tensors(file: Path) -> dict[str, Tensor]:
@@ -472,70 +413,3 @@ def _stored_graph(path: Path, meta: dict[str, Any], spec: ModelSpec) -> Graph | 
         raise CheckpointError(
             f"{path / GRAPH_FILE} (with key 'graph' of {CONFIG_FILE}): {err}"
         ) from None
-
-
-def load_parameters(
-    model: KGEModel, tensors: dict[str, Tensor], source: str, partial: bool = False
-) -> list[str]:
-    """Copy ``tensors`` into ``model``'s tensors of the same names (:func:`model_tensors`); returns
-    the names copied.
-
-    Names or shapes that do not match raise :class:`CheckpointError`; with ``partial`` the model
-    may have parameters that ``tensors`` lacks (they keep their values).
-    """
-    own = model_tensors(model)
-    unknown = sorted(set(tensors) - set(own))
-    missing = [] if partial else sorted(set(own) - set(tensors))
-    if unknown or missing:
-        raise CheckpointError(
-            f"{source} does not fit {type(model).__name__}({model.form}): "
-            f"unexpected parameters {unknown}, missing parameters {missing}"
-        )
-    for name, tensor in tensors.items():
-        if tensor.dtype != own[name].dtype and not (
-            tensor.is_floating_point() and own[name].is_floating_point()
-        ):
-            raise CheckpointError(
-                f"{source}: tensor {name!r} has dtype {tensor.dtype}, the model expects "
-                f"{own[name].dtype}"
-            )
-        if tuple(tensor.shape) != tuple(own[name].shape):
-            raise CheckpointError(
-                f"{source}: parameter {name!r} has shape {tuple(tensor.shape)}, "
-                f"the model expects {tuple(own[name].shape)}"
-            )
-    with torch.no_grad():
-        for name, tensor in tensors.items():
-            own[name].copy_(tensor)
-    return sorted(tensors)
-
-
-def _flatten_optimizer(
-    optimizer: torch.optim.Optimizer,
-) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """``(JSON part, tensors)`` of an optimizer ``state_dict``."""
-    sd = optimizer.state_dict()
-    tensors: dict[str, Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for index, entry in sd["state"].items():
-        for key, value in entry.items():
-            if isinstance(value, Tensor):
-                tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars.setdefault(str(index), {})[key] = value
-    return {"param_groups": sd["param_groups"], "scalar_state": scalars}, tensors
-
-
-def _unflatten_optimizer(meta: dict[str, Any], tensors: dict[str, Tensor]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for name, tensor in tensors.items():
-        if name.startswith("optimizer."):
-            _, index, key = name.split(".", 2)
-            state.setdefault(int(index), {})[key] = tensor
-    for index, entry in meta.get("scalar_state", {}).items():
-        state.setdefault(int(index), {}).update(entry)
-    groups = [
-        {k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
-        for g in meta["param_groups"]
-    ]
-    return {"state": state, "param_groups": groups}
