@@ -127,3 +127,18 @@ def _weights(var: str, value: Tensor, size: int, dtype: torch.dtype) -> Tensor:
     if not bool((low >= 0) & (high < torch.inf)):
         raise EvidenceError(f"weights for variable {var!r} must be finite and non-negative")
     return weights.to(dtype)
+
+
+def require_mass(evidence: Mapping[str, Tensor | None], target: str) -> None:
+    """A conditional on weighted evidence needs mass in every row: an all-zero weight row of a
+    given variable raises :class:`EvidenceError` (it gave a NaN row: 0 / 0)."""
+    for var, value in evidence.items():
+        if var == target or value is None or not value.is_floating_point() or not value.numel():
+            continue
+        empty = value.amax(dim=1) == 0
+        if bool(empty.any()):
+            row = int(empty.nonzero()[0, 0])
+            raise EvidenceError(
+                f"weights for variable {var!r}: row {row} is all zero (evidence of mass 0, "
+                "which a conditional cannot condition on)"
+            )

@@ -36,7 +36,8 @@ import torch
 from torch import Tensor, nn
 
 from circuitkg.errors import EvidenceError, FormError
-from circuitkg.evidence import validated
+from circuitkg.evidence import require_mass, validated
+from circuitkg.executor.enumerated import enumerated_log_mass, row_max_in_range
 from circuitkg.executor.expansions import Expansions
 from circuitkg.executor.grams import GramCache
 from circuitkg.executor.names import Prediction, Vocabulary, resolve, top_values
@@ -49,7 +50,6 @@ from circuitkg.forms import check_form
 from circuitkg.ir.circuit import Circuit
 from circuitkg.numerics import (
     Scaled,
-    abs_max,
     all_finite,
     is_unscaled,
     log_in_range,
@@ -189,7 +189,7 @@ class CompiledCircuit(nn.Module):
         In ``score`` form this is ``log_softmax`` of the scores over the target's values.
         """
         evidence, batch = self._evidence(given, target=target)
-        _require_mass(evidence, target)
+        require_mass(evidence, target)
         return self._by_chunks(
             lambda chunk, n: self._log_conditional_chunk(target, chunk, n), evidence, batch
         )
@@ -216,7 +216,7 @@ class CompiledCircuit(nn.Module):
         the target's table, independent of ``|target|`` per query.
         """
         evidence, batch = self._evidence({**given, target: value})
-        _require_mass(evidence, target)
+        require_mass(evidence, target)
         if self.form == "score" or any(
             is_integrated(v) for k, v in evidence.items() if k != target
         ):
@@ -354,8 +354,10 @@ class CompiledCircuit(nn.Module):
     def _log_conditional_chunk(self, target: str, evidence: Evidence, batch: int) -> Tensor:
         others_missing = [v for v, i in evidence.items() if is_integrated(i) and v != target]
         if others_missing and self.form == "squared":
+            grams = self.grams.query()
             log_mass = robustly(
-                lambda: self._enumerated_log_mass(target, evidence, batch), _row_max_in_range
+                lambda: enumerated_log_mass(self.plan, evidence, grams, target, batch),
+                row_max_in_range,
             )
             return log_mass - torch.logsumexp(log_mass, dim=1, keepdim=True)
         if self.form == "squared" and not torch.is_grad_enabled():
@@ -367,37 +369,6 @@ class CompiledCircuit(nn.Module):
         if self.form == "score":
             return torch.log_softmax(values, dim=1)
         return values - torch.logsumexp(values, dim=1, keepdim=True)
-
-    def _enumerated_log_mass(self, target: str, evidence: Evidence, batch: int) -> Tensor:
-        """Squared circuits with other variables summed out: ``log Σ_rest φ(x, rest, e)²`` for
-        every ``x`` (``log p(x | e)`` up to a constant per row).
-
-        One pair-mode pass with the target's input pairs as leaves, one backward pass for
-        ``Q = ∂root/∂P`` (:meth:`PairEvaluator.target_adjoint`), then ``T[x] Q T[x]ᵀ`` for all ``x``:
-        ``O(B K² + |X| K²)`` per row instead of one pair-mode pass per value.
-        """
-        evaluator = PairEvaluator(
-            self.plan, evidence, self.grams.query(), target=target, batch=batch
-        )
-        _, pairs = evaluator.target_adjoint()
-        if is_unscaled():
-            mass = sum(
-                _quadratic_rows(a.table, g * torch.exp(f).reshape(-1, 1, 1), b.table)
-                for a, b, g, f in pairs
-            )
-            return torch.log(mass.clamp_min(0))
-        # scaled: each term T_a[x] Q T_b[x]ᵀ on unit-max tables and Q, its scale kept as a log
-        terms = []
-        for a, b, q, factor in pairs:
-            ma, mb = a.table.abs_max(), b.table.abs_max()
-            mq = abs_max(q.detach().reshape(q.shape[0], -1), dim=1)
-            mq = mq.clamp_min(torch.finfo(q.dtype).tiny).reshape(-1, 1, 1)
-            value = _quadratic_rows(a.table, q / mq, b.table, scales=(ma, mb))
-            log_scale = factor + torch.log(mq).reshape(-1) + torch.log(ma) + torch.log(mb)
-            terms.append((value, log_scale.reshape(-1, 1)))
-        top = torch.stack([c for _, c in terms]).amax(dim=0)
-        mass = sum(value * torch.exp(c - top) for value, c in terms)
-        return torch.log(mass.clamp_min(0)) + top
 
     # --- evidence ------------------------------------------------------------------------------------
     def _require_normalised(self, what: str) -> None:
@@ -429,46 +400,6 @@ class CompiledCircuit(nn.Module):
 
     def _resolve(self, var: str, value: EvidenceValue) -> EvidenceValue:
         return resolve(self.vocabulary, var, value)
-
-
-def _quadratic_rows(ta, q: Tensor, tb, budget: int = 2**24, scales=None) -> Tensor:
-    """``(B, |X|)``: ``T_a[x] Q_b T_b[x]ᵀ`` for every value ``x``, chunked over values; with
-    ``scales = (m_a, m_b)`` of the tables divided by them.
-
-    Views are folded into their base first (:meth:`~circuitkg.params.Table.fold`; ComplEx: ``Q``
-    of ``4K x 4K`` becomes ``2K x 2K``), so the ``O(B |X| K_a K_b)`` part runs at the base width.
-    """
-    q = tb.fold(ta.fold(q, dim=1), dim=2)
-    ta, tb = ta.as_view()[0], tb.as_view()[0]
-    batch, ka, kb = q.shape
-    step = max(1, budget // max(1, batch * kb))
-    out = []
-    for ca, cb in zip(ta.chunks(step), tb.chunks(step), strict=True):
-        if scales is not None:
-            ca, cb = ca / scales[0], cb / scales[1]
-        out.append(torch.einsum("xi,bij,xj->bx", ca, q, cb))
-    return torch.cat(out, dim=1)
-
-
-def _require_mass(evidence: Evidence, target: str) -> None:
-    """A conditional on weighted evidence needs mass in every row: an all-zero weight row of a
-    given variable raises :class:`EvidenceError` (it gave a NaN row: 0 / 0)."""
-    for var, value in evidence.items():
-        if var == target or value is None or not value.is_floating_point() or not value.numel():
-            continue
-        empty = value.amax(dim=1) == 0
-        if bool(empty.any()):
-            row = int(empty.nonzero()[0, 0])
-            raise EvidenceError(
-                f"weights for variable {var!r}: row {row} is all zero (evidence of mass 0, "
-                "which a conditional cannot condition on)"
-            )
-
-
-def _row_max_in_range(x: Tensor) -> bool:
-    """Log-masses ``(B, |X|)``: every row's largest entry in range (:func:`log_in_range`), so no
-    row overflowed, is NaN, or underflowed into float32 subnormals (zero mass rows rerun too)."""
-    return log_in_range(x.amax(dim=-1))
 
 
 def _phi_in_range(log_phi_squared: Tensor) -> bool:
