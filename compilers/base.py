@@ -237,10 +237,10 @@ def cp_circuit(
     o: Table,
     weight: Weight | None = None,
     name: str = "cp",
-    pair_fold: str | None = None,
+    folds: str | None = None,
 ) -> Circuit:
     """``φ(s, r, o) = W (S[s] ⊙ R[r] ⊙ O[o])``: three inputs, one Hadamard layer, one sum layer
-    (``pair_fold``: a registered closed form of its squared sums, :mod:`circuitkg.executor.folds`)."""
+    (``folds``: the name of registered closed forms of it, :mod:`circuitkg.executor.folds`)."""
     product = ProductLayer(
         [
             InputLayer("s", s, name=f"{name}.S"),
@@ -251,4 +251,4 @@ def cp_circuit(
         name=f"{name}.product",
     )
     weight = FixedWeight.ones(product.width) if weight is None else weight
-    return Circuit(SumLayer([product], weight, name=f"{name}.sum"), KG_VARIABLES, pair_fold)
+    return Circuit(SumLayer([product], weight, name=f"{name}.sum"), KG_VARIABLES, folds)

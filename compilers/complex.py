@@ -40,7 +40,7 @@ from circuitkg.compilers.base import KGEModel, cp_circuit, register_model
 from einops import repeat
 from torch import Tensor, nn
 
-from circuitkg.executor.folds import register_pair_fold
+from circuitkg.executor.folds import register_linear_fold, register_pair_fold
 from circuitkg.forms import Form
 from circuitkg.ir import Circuit
 from circuitkg.numerics import MixedScaled, Scaled
@@ -199,6 +199,27 @@ def _times(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
 
 
 register_pair_fold("complex", complex_pair_fold)
+
+
+def complex_linear_fold(target: str, rows: Mapping[str, Scaled]) -> Scaled:
+    """The coefficients ``c`` of ``φ = c · [Re x | Im x]`` for the target ``x`` from the other two
+    variables' ``[Re | Im]`` rows, ``O(N K)``: with ``u = s r`` the score is ``Re(u conj(o))``,
+    so ``c = [Re u, Im u]`` for ``o``; with ``u = r conj(o)`` (``s conj(o)``) it is ``Re(s u)``
+    (``Re(r u)``), so ``c = [Re u, -Im u]`` for ``s`` (``r``). Six ``K``-wide products, where the
+    forward and adjoint passes over the ``4K``-wide views take twelve and fold them back."""
+    if target == "o":
+        x, y, conj, sign = rows["s"], rows["r"], False, 1.0
+    else:
+        x, y, conj, sign = rows["r" if target == "s" else "s"], rows["o"], True, -1.0
+    (a, b), (c, d) = x.value.chunk(2, dim=1), y.value.chunk(2, dim=1)
+    if conj:  # x conj(y) = (ac + bd) + i(bc - ad)
+        re, im = torch.addcmul(a * c, b, d), torch.addcmul(b * c, a, d, value=-1.0)
+    else:  # x y = (ac - bd) + i(ad + bc)
+        re, im = torch.addcmul(a * c, b, d, value=-1.0), torch.addcmul(a * d, b, c)
+    return Scaled(torch.cat([re, sign * im], dim=1), x.log_scale + y.log_scale)
+
+
+register_linear_fold("complex", complex_linear_fold)
 
 
 def _layout(blocks: tuple[int, ...], rank: int) -> Tensor:

@@ -1,7 +1,9 @@
-"""Pair folds (circuitkg.executor.folds): ComplEx's closed form of its squared sums.
+"""Folds (circuitkg.executor.folds): ComplEx's closed forms of its squared sums and of its
+coefficients in one variable.
 
-The fold replaces the pair pass for ``log Z`` and weighted marginals, so it is checked against
-brute-force enumeration of ``φ²`` (values and gradients) and against the pair pass it replaces.
+The pair fold replaces the pair pass for ``log Z`` and weighted marginals, the linear fold the
+forward and adjoint passes of every all-values conditional, so both are checked against
+brute-force enumeration of ``φ`` (values and gradients) and against the passes they replace.
 """
 
 import pytest
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 
 import circuitkg as ckg
 from circuitkg.errors import StructureError
-from circuitkg.executor.folds import pair_fold, register_pair_fold
+from circuitkg.executor.folds import linear_fold, pair_fold, register_pair_fold
 from circuitkg.numerics import MixedScaled
 
 
@@ -53,7 +55,7 @@ def test_complex_fold_matches_enumeration_and_the_pair_pass(n, m, rank, batch, d
     torch.manual_seed(data.draw(st.integers(0, 2**16)))
     model = ckg.models.ComplEx(n, m, rank).double()
     compiled = model.compile()
-    assert compiled.circuit.pair_fold == "complex" and pair_fold("complex") is not None
+    assert compiled.circuit.folds == "complex" and pair_fold("complex") is not None
     evidence = _evidence(data, n, m, batch, gen)
     expected = _brute_force(_enumerated_phi_squared(compiled, n, m), evidence)
     folded = compiled.log_mass(**evidence)
@@ -64,8 +66,48 @@ def test_complex_fold_matches_enumeration_and_the_pair_pass(n, m, rank, batch, d
     for g, e in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(g, e, rtol=1e-8, atol=1e-10)
     # the pair pass it replaces gives the same value
-    compiled.circuit.pair_fold = None
+    compiled.circuit.folds = None
     torch.testing.assert_close(compiled.log_mass(**evidence), folded, rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(1, 5),
+    st.integers(1, 3),
+    st.integers(1, 4),
+    st.sampled_from(["score", "squared"]),
+    st.integers(0, 2**16),
+)
+def test_complex_linear_fold_gives_the_conditionals_of_enumeration(n, m, rank, form, seed):
+    """``log p(t | rest)`` of every target and assignment, and its gradient, against ``φ`` over
+    the enumerated triples (a softmax of ``φ`` in score form, ``φ²`` normalised in squared form);
+    the squared PLL terms (``log_conditional_of``) too; and the walk the fold replaces."""
+    torch.manual_seed(seed)
+    model = ckg.models.ComplEx(n, m, rank, form=form).double()
+    compiled = model.compile()
+    assert compiled.circuit.folds == "complex" and linear_fold("complex") is not None
+    x = torch.cartesian_prod(torch.arange(n), torch.arange(m), torch.arange(n))
+    for axis, target in enumerate(("s", "r", "o")):
+        given_ = {v: x[:, i] for i, v in enumerate(("s", "r", "o")) if v != target}
+        phi = compiled.score(x).reshape(n, m, n)
+        log_mass = phi if form == "score" else phi.square().log()
+        expected = (log_mass - log_mass.logsumexp(dim=axis, keepdim=True)).reshape(-1)
+        ids = x[:, axis]
+        got = compiled.log_conditional(target, **given_).gather(1, ids[:, None])[:, 0]
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+        weights = torch.rand(len(x), dtype=torch.float64)
+        params = list(model.parameters())
+        grads = torch.autograd.grad((got * weights).sum(), params)
+        wanted = torch.autograd.grad((expected * weights).sum(), params)
+        for g, w in zip(grads, wanted, strict=True):
+            torch.testing.assert_close(g, w, rtol=1e-8, atol=1e-10)
+        if form == "squared":
+            term = compiled.log_conditional_of(target, ids, **given_)
+            torch.testing.assert_close(term, expected, rtol=1e-10, atol=1e-10)
+        compiled.circuit.folds = None  # the forward and adjoint passes
+        walked = compiled.log_conditional(target, **given_).gather(1, ids[:, None])[:, 0]
+        compiled.circuit.folds = "complex"
+        torch.testing.assert_close(walked, got, rtol=1e-10, atol=1e-10)
 
 
 @settings(max_examples=25, deadline=None)
@@ -105,7 +147,7 @@ def test_complex_fold_serves_log_partition_and_kronecker_tables():
     torch.manual_seed(0)
     model = ckg.models.ComplEx(6, 2, 3).double().with_kronecker("entity")
     compiled = model.compile()
-    assert compiled.circuit.pair_fold == "complex"
+    assert compiled.circuit.folds == "complex"
     expected = _enumerated_phi_squared(compiled, 6, 2).sum().log()
     folded = compiled.log_partition()  # s and o share one Gram: the Σ |A|² Re R form
     torch.testing.assert_close(folded, expected, rtol=1e-10, atol=1e-12)
@@ -118,7 +160,7 @@ def test_complex_fold_serves_log_partition_and_kronecker_tables():
 
 def test_monotone_complex_has_no_fold():
     model = ckg.models.ComplEx(4, 2, 2, form="monotone")
-    assert model.compile().circuit.pair_fold is None
+    assert model.compile().circuit.folds is None
 
 
 def test_a_second_fold_under_a_taken_name_is_refused():

@@ -39,6 +39,7 @@ from circuitkg.errors import EvidenceError, FormError
 from circuitkg.evidence import require_mass, validated
 from circuitkg.executor.enumerated import enumerated_log_mass, row_max_in_range
 from circuitkg.executor.expansions import Expansions
+from circuitkg.executor.folds import folded_coefficients
 from circuitkg.executor.grams import GramCache
 from circuitkg.executor.names import Prediction, Vocabulary, resolve, top_values
 from circuitkg.executor.pairs import PairEvaluator
@@ -57,6 +58,7 @@ from circuitkg.numerics import (
     row_norms_in_range,
     scaled_sum,
 )
+from circuitkg.params.tables import Table
 from circuitkg.sampling import sample
 
 PLAIN = PlainSemiring()
@@ -310,10 +312,21 @@ class CompiledCircuit(nn.Module):
         coefs = adjoint(self.plan, semiring, values, target, batch, self.dtype, self.device)
         return [(layer, Scaled.of(q)) for layer, q in coefs] if semiring is PLAIN else coefs
 
+    def _base_coefficients(
+        self, target: str, evidence: Evidence, batch: int
+    ) -> list[tuple[Table, Scaled]]:
+        """``[(base, c)]`` with ``φ(x, e_b) = Σ c_b · base[x]``: the circuit's linear fold
+        (:mod:`~circuitkg.executor.folds`) where every other variable is observed, else the
+        adjoint's coefficients folded into their bases."""
+        folded = folded_coefficients(self.circuit, target, evidence)
+        if folded is not None:
+            return folded
+        return fold_to_bases(self._coefficients(target, evidence, batch))
+
     def _quadratic_form(self, target: str, evidence: Evidence, batch: int) -> Tensor:
         """``log Σ_x w[x] φ(x, e)²`` for the one summed-out variable, by the Gram or the all-values
         plan, whichever :mod:`~circuitkg.executor.summation` counts cheaper (``summation_plan``)."""
-        bases = fold_to_bases(self._coefficients(target, evidence, batch))
+        bases = self._base_coefficients(target, evidence, batch)
         grams = self.grams.query()
         plan = self.summation_plan
         return log_sum_out(self.circuit, target, bases, evidence[target], grams, plan).expand(batch)
@@ -344,8 +357,8 @@ class CompiledCircuit(nn.Module):
         """
 
         def contract() -> tuple[Scaled, Tensor]:
-            coefs = self._coefficients(target, evidence, batch)
-            total = scaled_sum([layer.table.contract(q) for layer, q in coefs]).normalised()
+            bases = self._base_coefficients(target, evidence, batch)
+            total = scaled_sum([base.contract(c) for base, c in bases]).normalised()
             value = total.value.detach() if total.value.requires_grad else total.value
             return total, torch.linalg.vector_norm(value, dim=1, keepdim=True)
 

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from circuitkg.errors import EvidenceError, FormError
 from circuitkg.executor.blocks import segments
+from circuitkg.executor.folds import folded_coefficients
 from circuitkg.executor.grams import GramCache
 from circuitkg.executor.pairs import PairEvaluator
 from circuitkg.executor.passes import Evidence, Plan, adjoint, forward, is_integrated
@@ -152,6 +153,9 @@ class Expansions:
             raise FormError("linear expansions are of score and squared circuits (linear space)")
 
         def expand() -> Expansion:
+            folded = folded_coefficients(self._plan.circuit, target, evidence)
+            if folded is not None:  # the circuit's closed form (:mod:`~circuitkg.executor.folds`)
+                return Expansion(tuple(b for b, _ in folded), tuple(c for _, c in folded))
             # robustly's unscaled attempt runs on plain tensors, the rerun with per-row scales
             semiring = PlainSemiring() if is_unscaled() else LinearSemiring()
             values = forward(self._plan, semiring, evidence, skip=target)

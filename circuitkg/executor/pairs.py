@@ -69,7 +69,7 @@ class PairEvaluator:
 
     def root(self) -> Scaled:
         circuit = self.plan.circuit
-        fold = pair_fold(circuit.pair_fold)
+        fold = pair_fold(circuit.folds)
         if fold is not None and self.target is None:
             return fold(self._base_pairs(circuit.input_layers()))
         value = self.pair(circuit.output, circuit.output)

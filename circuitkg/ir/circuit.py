@@ -37,13 +37,14 @@ class Circuit:
     """
 
     def __init__(
-        self, output: Layer, variables: list[str] | None = None, pair_fold: str | None = None
+        self, output: Layer, variables: list[str] | None = None, folds: str | None = None
     ) -> None:
         self.output = output
-        #: the name of a closed form of this circuit's squared sums that the executor may use in
-        #: place of the layer-by-layer pair pass (:mod:`circuitkg.executor.folds`); a circuit
-        #: derived from this one (a product, a replaced input) does not inherit it
-        self.pair_fold = pair_fold
+        #: the name under which closed forms of this circuit are registered, which the executor may
+        #: use in place of layer-by-layer passes (:mod:`circuitkg.executor.folds`: its squared sums,
+        #: its coefficients in one variable); a circuit derived from this one (a product, a
+        #: replaced input) does not inherit it
+        self.folds = folds
         self.graph = nx.DiGraph()
         stack, seen = [output], set()
         while stack:
