@@ -39,24 +39,33 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from torch import Tensor
 
 from circuitkg.compile import compile as compile_
 from circuitkg.compilers import KGEModel
+from circuitkg.compilers.base import KG_VARIABLES
 from circuitkg.constraints import ConstrainedCircuit, constrain
 from circuitkg.data import DataFormatError, KnowledgeGraph, from_triples, load_folder
 from circuitkg.data import load as load_dataset
 from circuitkg.data.loaders import REQUIRED_SPLITS, SUFFIXES
-from circuitkg.errors import CircuitKGError
+from circuitkg.errors import CircuitKGError, EvidenceError
 from circuitkg.eval.calibration import ReliabilityTable, reliability_table
 from circuitkg.eval.runner import EvaluationResult, corrupt, evaluate, triple_probabilities
 from circuitkg.executor import CompiledCircuit
 from circuitkg.executor.names import Prediction
-from circuitkg.sampling.io import resolve_given
 from circuitkg.train import TrainConfig, TrainState, load_checkpoint, save_checkpoint, train
 from circuitkg.train.checkpoint import check_vocabulary
 from circuitkg.train.preparation import bind_schema, load_schema
 
-__all__ = ["PipelineResult", "load", "pipeline", "reliability", "resolve_dataset", "topk"]
+__all__ = [
+    "PipelineResult",
+    "load",
+    "pipeline",
+    "reliability",
+    "resolve_dataset",
+    "resolve_given",
+    "topk",
+]
 
 #: the files of a saved run folder
 CHECKPOINT_DIR, METRICS_FILE, DATA_DIR = "best", "metrics.json", "data"
@@ -369,3 +378,15 @@ def _finite(values: Any) -> Any:
     if isinstance(values, float) and not torch.isfinite(torch.tensor(values)):
         return None
     return values
+
+
+def resolve_given(kg: KnowledgeGraph, given: dict[str, int | str | Tensor] | None) -> dict:
+    """Map names in ``given`` to ids (``s``/``o`` entities, ``r`` relations); ids pass through."""
+    out: dict[str, int | Tensor] = {}
+    for var, value in (given or {}).items():
+        if var not in KG_VARIABLES:
+            raise EvidenceError(f"unknown variable {var!r}; a KG circuit has {list(KG_VARIABLES)}")
+        if isinstance(value, str):
+            value = kg.relation_id(value) if var == "r" else kg.entity_id(value)
+        out[var] = value
+    return out

@@ -248,8 +248,8 @@ def test_method_on_compiled_circuit():
 
 
 def test_write_samples_tsv(tmp_path):
+    from circuitkg.cli.samples import write_samples_tsv
     from circuitkg.data.kg import KnowledgeGraph
-    from circuitkg.sampling.io import write_samples_tsv
 
     entities, relations = ["ann", "bob", "cy"], ["knows", "likes"]
     kg = KnowledgeGraph(

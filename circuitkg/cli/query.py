@@ -23,11 +23,11 @@ from circuitkg.cli.common import (
     load_for_queries,
     parse_given,
 )
+from circuitkg.cli.samples import write_samples_tsv
 from circuitkg.compilers.base import KG_VARIABLES
 from circuitkg.eval.runner import evaluate as evaluate_split
 from circuitkg.eval.runner import triple_probabilities
-from circuitkg.sampling.io import resolve_given, write_samples_tsv
-from circuitkg.workflow import topk
+from circuitkg.workflow import resolve_given, topk
 
 
 def evaluate(args: argparse.Namespace) -> int:

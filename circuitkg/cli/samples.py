@@ -10,19 +10,7 @@ from torch import Tensor
 
 from circuitkg.compilers.base import KG_VARIABLES, check_kg_circuit
 from circuitkg.data.kg import KnowledgeGraph
-from circuitkg.errors import EvidenceError
-
-
-def resolve_given(kg: KnowledgeGraph, given: dict[str, int | str | Tensor] | None) -> dict:
-    """Map names in ``given`` to ids (``s``/``o`` entities, ``r`` relations); ids pass through."""
-    out: dict[str, int | Tensor] = {}
-    for var, value in (given or {}).items():
-        if var not in KG_VARIABLES:
-            raise EvidenceError(f"unknown variable {var!r}; a KG circuit has {list(KG_VARIABLES)}")
-        if isinstance(value, str):
-            value = kg.relation_id(value) if var == "r" else kg.entity_id(value)
-        out[var] = value
-    return out
+from circuitkg.workflow import resolve_given
 
 
 def write_samples_tsv(
