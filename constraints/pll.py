@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from circuitkg.grouping import RowsByGroup
+
 #: entries of the ``(rows x values)`` score block computed at once
 MAX_ENTRIES = 1 << 24
 #: what a class or group Gram of the Gram plan costs, in rows of the table: it is written,
@@ -102,33 +104,31 @@ def grouped_normaliser(
     sets of 340-997 of 2034 entities); the Grams on CoDEx-M at rank 50 (8,900 of 17,050)."""
     coef, table, m = _coefficients_and_table(compiled, target, given)
     present, of_row = torch.unique(groups, return_inverse=True)
-    order = torch.argsort(of_row, stable=True)
-    counts = torch.bincount(of_row, minlength=present.numel()).tolist()
+    by_group = RowsByGroup.of(of_row, present.numel())
     width = coef.value.shape[1]
-    runs_cost = sum(n * allowed.size(g) for n, g in zip(counts, present.tolist(), strict=True))
+    sizes = [allowed.size(g) for g in present.tolist()]
+    runs_cost = sum(n * size for n, size in zip(by_group.counts, sizes, strict=True))
     grams = allowed.num_classes + present.numel()
     if (table.num_values + len(groups) + GRAM_ROWS * grams) * width < runs_cost:
-        mass, log_scale = _gram_masses(coef, table, allowed.masks[present], of_row)
+        mass, log_scale = _gram_masses(coef, table, allowed.masks[present], by_group, of_row)
         return _log_mass(mass, ~anchor_ok | (mass <= 0), log_scale, torch.ones_like(m))
-    starts = [sum(counts[:i]) for i in range(len(counts))]
     plan = tuple(
-        (a, a + n, allowed.runs[g])
-        for a, n, g in zip(starts, counts, present.tolist(), strict=True)
+        (a, z, allowed.runs[g]) for (a, z), g in zip(by_group.spans, present.tolist(), strict=True)
     )
     rows = table.rows(allowed.order.to(coef.value.device)) / m
-    mass = _RunSquareSums.apply(coef.value[order], rows, plan)[torch.argsort(order)]
+    mass = by_group.restore(_RunSquareSums.apply(coef.value[by_group.order], rows, plan))
     return _log_mass(mass, ~anchor_ok | (mass <= 0), coef.log_scale, m)
 
 
-def _gram_masses(coef, table, masks: Tensor, of_row: Tensor) -> tuple[Tensor, Tensor]:
+def _gram_masses(
+    coef, table, masks: Tensor, by_group: RowsByGroup, of_row: Tensor
+) -> tuple[Tensor, Tensor]:
     """``c_bᵀ G_g c_b`` with ``G_g`` the Gram of group ``g = of_row[b]``'s allowed rows (``masks``
     ``(P x n)``), as masses and half their log scales (so that ``_log_mass`` doubles them)."""
     grams = table.weighted_gram(table, masks.to(coef.value.dtype)).map(_same)
-    order = torch.argsort(of_row, stable=True)
-    counts = torch.bincount(of_row, minlength=masks.shape[0]).tolist()
     # unbind, not an index per group: each index's backward zero-fills all P Grams' gradient
-    parts = zip(coef.value[order].split(counts), grams.value.unbind(0), strict=True)
-    mass = torch.cat([((c @ gram) * c).sum(dim=1) for c, gram in parts])[torch.argsort(order)]
+    parts = zip(by_group.split(coef.value[by_group.order]), grams.value.unbind(0), strict=True)
+    mass = by_group.restore(torch.cat([((c @ gram) * c).sum(dim=1) for c, gram in parts]))
     return mass, coef.log_scale + 0.5 * grams.log_scale[of_row]
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from circuitkg.grouping import RowsByGroup
 from circuitkg.numerics import SAFE_RANGE, Scaled
 
 if TYPE_CHECKING:
@@ -78,14 +79,13 @@ class ClassGrams:
 
     def __init__(self, a: Table, b: Table, inverse: Tensor, num_classes: int) -> None:
         self.a, self.b = a, b
-        self.order = torch.argsort(inverse)
-        self.counts = torch.bincount(inverse, minlength=num_classes).tolist()
+        self.by_class = RowsByGroup.of(inverse, num_classes)
         self.images: dict[Callable[[Tensor], Tensor], Scaled] = {}
 
     @property
     def shape(self) -> torch.Size:
         """``(C, K, K')``."""
-        return torch.Size((len(self.counts), self.a.width, self.b.width))
+        return torch.Size((len(self.by_class.counts), self.a.width, self.b.width))
 
     def image(self, fn: Callable[[Tensor], Tensor]) -> Scaled:
         """``fn`` of the ``(C, K, K')`` Grams, with one scale for all rows."""
@@ -96,18 +96,18 @@ class ClassGrams:
         return self.images[fn]
 
     def _image(self, fn: Callable[[Tensor], Tensor], ma: Tensor | None, mb: Tensor | None):
-        a, b, counts = self.a, self.b, self.counts
+        a, b, by_class = self.a, self.b, self.by_class
         same = a is b and ma is mb
         if torch.is_grad_enabled():
             # one gather, split into classes: a gather per class would zero-fill a whole-table
             # gradient per class in the backward pass (170 of them in a CoDEx-S constrained log Z)
-            ra = divided(a.rows(self.order), ma)
-            rb = ra if same else divided(b.rows(self.order), mb)
-            pairs = zip(torch.split(ra, counts), torch.split(rb, counts), strict=True)
+            ra = divided(a.rows(by_class.order), ma)
+            rb = ra if same else divided(b.rows(by_class.order), mb)
+            pairs = zip(by_class.split(ra), by_class.split(rb), strict=True)
         else:
             pairs = (
                 (divided(a.rows(i), ma), divided(b.rows(i), mb))
-                for i in torch.split(self.order, counts)
+                for i in by_class.split(by_class.order)
             )
         itemsize = torch.empty((), dtype=a.dtype).element_size()
         step = max(1, self.CHUNK_BYTES // (a.width * b.width * itemsize))

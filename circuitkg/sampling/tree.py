@@ -28,6 +28,7 @@ from collections.abc import Callable, Hashable
 import torch
 from torch import Tensor
 
+from circuitkg.grouping import RowsByGroup
 from circuitkg.sampling.categorical import draw, uniform
 
 #: rows ``(index) -> (len(index), W)`` of the values of one variable
@@ -63,17 +64,6 @@ class _Blocks:
     def span(self, leaf: int) -> tuple[int, int]:
         start = min(leaf * self.size, self.num_values)
         return start, min(start + self.size, self.num_values)
-
-
-def _groups(node: Tensor, num_nodes: int):
-    """``(node, draws at it)`` for every node that some draw is at."""
-    order = torch.argsort(node, stable=True)
-    counts = torch.bincount(node, minlength=num_nodes).tolist()
-    start = 0
-    for v, count in enumerate(counts):
-        if count:
-            yield v, order[start : start + count]
-            start += count
 
 
 class GramTree:
@@ -126,7 +116,7 @@ class GramTree:
         for level, grams in enumerate(self.children):
             u = uniform(n, generator, coef.device)
             mass = coef.new_empty(n, 2)
-            for v, idx in _groups(node, 2**level):
+            for v, idx in RowsByGroup.of(node, 2**level).members():
                 c = coef[idx]
                 mass[idx] = ((c @ grams[v]).reshape(-1, 2, width) * c.unsqueeze(1)).sum(-1)
             mass = mass.clamp_min(0).to(torch.float64)
@@ -138,7 +128,7 @@ class GramTree:
     def _leaf_draws(self, coef: Tensor, leaf: Tensor, generator) -> Tensor:
         out = torch.empty_like(leaf)
         u = uniform(leaf.numel(), generator, coef.device)
-        for v, idx in _groups(leaf, 2**self.blocks.depth):
+        for v, idx in RowsByGroup.of(leaf, 2**self.blocks.depth).members():
             start, stop = self.blocks.span(v)
             rows = self.rows(torch.arange(start, stop, device=coef.device))
             cdf = torch.cumsum((coef[idx] @ rows.T).to(torch.float64).square(), dim=1)
@@ -181,7 +171,7 @@ class SumTree:
             p_right = torch.exp(right - both).nan_to_num_(0.0)  # both -inf: never reached
             node = 2 * node + (uniform(n, generator, units.device) < p_right)
         out = torch.empty_like(node)
-        for v, idx in _groups(node, 2**self.blocks.depth):
+        for v, idx in RowsByGroup.of(node, 2**self.blocks.depth).members():
             start, stop = self.blocks.span(v)
             log_rows = self.log_rows(torch.arange(start, stop, device=units.device))
             out[idx] = start + draw(log_rows[:, units[idx]].T, generator=generator)
