@@ -54,6 +54,13 @@ class NestedSums:
         return _NestedSums.apply(x, self, num_rows)
 
 
+def could_pay(num_parts: int, width: int) -> bool:
+    """Whether any nested plan could beat the dense product of a mixture of ``num_parts`` parts of
+    width ``width``: every plan makes each row by at least one addition or copy, so when that alone
+    costs more than the row's dense multiply-adds, no plan need be built."""
+    return (width + _CALL) * _MAC_PER_UNIT < num_parts * width
+
+
 def nested_sums(mix: Tensor) -> NestedSums | None:
     """The nested plan of a 0/1 ``mix`` (``B x C``); ``None`` if an entry is neither 0 nor 1."""
     if not bool(((mix == 0) | (mix == 1)).all()):

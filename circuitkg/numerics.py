@@ -29,7 +29,7 @@ from typing import Protocol, TypeVar
 import torch
 from torch import Tensor
 
-from circuitkg.mixing import NestedSums, mixed_rows, nested_sums
+from circuitkg.mixing import NestedSums, could_pay, mixed_rows, nested_sums
 
 _state = threading.local()
 #: reductions whose largest entry falls outside this range are redone on prescaled tables
@@ -259,7 +259,9 @@ class MixedScaled:
         image = self.parts.image(fn)
         whole = self if self.whole is None else self.whole
         if fn not in whole.mapped:
-            value = mixed_rows(whole.mix, image.value.flatten(1), whole.nested)
+            flat = image.value.flatten(1)
+            plan = whole.nested if could_pay(flat.shape[0], flat.shape[1]) else None
+            value = mixed_rows(whole.mix, flat, plan)
             value = value.reshape(-1, *image.value.shape[1:])
             value = value if whole.row_of is None else value[whole.row_of]
             whole.mapped[fn] = value.split(list(whole.sizes)) if whole.sizes else (value,)

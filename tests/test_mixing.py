@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from circuitkg.mixing import mixed_rows, nested_sums
+from circuitkg.mixing import could_pay, mixed_rows, nested_sums
 
 
 @st.composite
@@ -65,3 +65,21 @@ def test_mixed_rows_takes_the_plan_only_where_it_pays():
     for width in (4, 100_000):
         x = torch.randn(64, width, dtype=torch.float64)
         torch.testing.assert_close(mixed_rows(mix, x, plan), mix @ x)
+
+
+@settings(max_examples=60, deadline=None)
+@given(mix=zero_one_mixes(), width=st.sampled_from([1, 16, 256, 4096, 1 << 16, 1 << 20]))
+def test_could_pay_is_a_lower_bound_of_every_plans_cost(mix, width):
+    # the query skips building a plan where could_pay is false: no plan may pay there
+    plan = nested_sums(mix)
+    if plan.pays(mix.shape[0], mix.shape[1], width):
+        assert could_pay(mix.shape[1], width)
+
+
+def test_could_pay_is_tight_for_a_mixture_of_copies():
+    # 100 equal rows of one part: one step and 99 copies, close to the bound of one per row
+    mix = torch.zeros(100, 9, dtype=torch.float64)
+    mix[:, 0] = 1
+    plan = nested_sums(mix)
+    assert plan.additions == 101 and plan.pays(100, 9, width=1 << 16)
+    assert could_pay(9, 1 << 16)
