@@ -56,6 +56,7 @@ def run(pair, layers, global_term, args):
         subgraph_batch=args.subgraph_batch, preconditioner=args.preconditioner,
         edge_dropout=args.edge_dropout, step_size=args.step_size, feature_std=args.feature_std,
         redraw_features=args.redraw_features, steps_per_layer=args.steps_per_layer,
+        layer_n3=args.layer_n3,
     )  # fmt: skip
     config = TrainConfig(
         dataset=pair, model="distmult", form=args.form, rank=args.rank, objective=objective,
@@ -99,7 +100,8 @@ def run(pair, layers, global_term, args):
         "subgraph_batch": args.subgraph_batch, "preconditioner": args.preconditioner,
         "edge_dropout": args.edge_dropout, "step_size": args.step_size,
         "feature_std": args.feature_std, "redraw_features": args.redraw_features,
-        "steps_per_layer": args.steps_per_layer, "epochs_max": args.epochs,
+        "steps_per_layer": args.steps_per_layer, "layer_n3": args.layer_n3,
+        "epochs_max": args.epochs,
         "epochs_run": epochs_run, "stopped": stopped, "best_epoch": trainer.state.best_epoch,
         "valid_mrr": trainer.state.best_metric,
         "test_mrr": full["mrr"], "test_hits@10": full["hits@10"],
@@ -152,6 +154,7 @@ def main(argv=None):
         help="the layer's η (default: N for the plain step, 1 for degree)",
     )  # fmt: skip
     parser.add_argument("--feature-std", type=float, default=1.0, help="random features' σ")
+    parser.add_argument("--layer-n3", type=float, default=0.0, help="N3 in the layer objective")
     parser.add_argument(
         "--redraw-features", action="store_true",
         help="fresh random features at every cache reset of training",

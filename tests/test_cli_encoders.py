@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 
+import circuitkg as ckg
 from circuitkg.cli import main
 from circuitkg.data import load
 
@@ -19,7 +20,7 @@ def encoded_run(tmp_path_factory):
     code = main(
         ["train", "--dataset", "umls", "--form", "squared", "--rank", "4", "--epochs", "1",
          "--batch-size", "512", "--eval-every", "0", "--encoder", "refactor", "--layers", "2",
-         "--out", str(out), "--quiet", "--threads", "1"]
+         "--layer-n3", "0.01", "--out", str(out), "--quiet", "--threads", "1"]
     )  # fmt: skip
     assert code == 0
     return out
@@ -55,8 +56,9 @@ def _error(capsys) -> str:
 def test_encoder_flags_reach_the_checkpoint(encoded_run):
     config = json.loads((encoded_run / "best" / "config.json").read_text())
     kwargs = config["train"]["model_kwargs"]
-    assert kwargs == {"encoder": "refactor", "encoder_options": {"layers": 2}}
+    assert kwargs == {"encoder": "refactor", "encoder_options": {"layers": 2, "layer_n3": 0.01}}
     assert (encoded_run / "best" / "graph.safetensors").is_file()
+    assert ckg.load(encoded_run / "best").model.encoded_table.encoder.layer_n3 == 0.01
 
 
 def test_evaluate_predict_sample_an_encoded_checkpoint(encoded_run, capsys):
@@ -138,6 +140,7 @@ def test_features_file(tmp_path, capsys):
         (["train", "--dataset", "umls", "--no-global-term"], "add --encoder"),
         (["train", "--dataset", "fb237_v1", "--epochs", "1"], "inductive dataset"),
         (["train", "--dataset", "umls", "--encoder", "refactor", "--layers", "0"], "--layers"),
+        (["train", "--dataset", "umls", "--encoder", "refactor", "--layer-n3", "-1"], "--layer-n3"),
         (["train", "--dataset", "fb237_v1", "--encoder", "refactor", "--features", "lookup"],
          "inference graph"),
     ],

@@ -102,6 +102,36 @@ def test_degree_preconditioned_layer_is_a_step_in_the_degree_metric(graph, rank,
     assert torch.allclose(got, expected, atol=1e-6, rtol=0)
 
 
+@settings(max_examples=30)
+@given(
+    tiny_graphs(max_edges=14),
+    st.integers(1, 3),
+    st.floats(0.01, 1.0),
+    st.sampled_from(["closed", "autograd"]),
+    st.sampled_from(["degree", "none"]),
+)
+def test_layer_n3_is_a_step_of_the_regularised_objective(graph, rank, weight, gradient, metric):
+    """``layer_n3 = λ``: the step descends ``L + λ/|T| Σ_T (‖h[s]‖₃³ + ‖h[o]‖₃³)``, by autograd."""
+    model = distmult(
+        graph, rank, layers=1, gradient=gradient, preconditioner=metric, layer_n3=weight
+    )
+    table = model.encoded_table
+    h = torch.randn(graph.num_nodes, rank, dtype=torch.float64)
+    g = model.relation.weight.detach()
+    leaf = h.clone().requires_grad_(True)
+    s, _, o = graph.edges.unbind(1)
+    n3 = (leaf[s].abs().pow(3).sum() + leaf[o].abs().pow(3).sum()) / graph.num_edges
+    (grad,) = torch.autograd.grad(softmax_nll(leaf, g, graph.edges) + weight * n3, leaf)
+    if metric == "none":
+        expected = h - graph.num_nodes * grad
+    else:
+        degree = torch.zeros(graph.num_nodes, dtype=torch.float64)
+        degree.index_add_(0, torch.cat([s, o]), torch.ones(2 * len(s), dtype=torch.float64))
+        expected = h - graph.num_edges / (1 + degree)[:, None] * grad
+    got = table.encoder.layer(graph, h, table.decoder)
+    assert torch.allclose(got, expected, atol=1e-6, rtol=0)
+
+
 @settings(max_examples=25)
 @given(tiny_graphs(max_edges=10), st.integers(1, 3), st.integers(1, 4))
 def test_subgraph_batches_are_a_step_of_the_restricted_objective(graph, rank, batch):

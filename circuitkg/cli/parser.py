@@ -26,6 +26,7 @@ ENCODER_FLAGS = {
     "step_size": "--step-size",
     "subgraph_batch": "--subgraph-batch",
     "layer_objective": "--layer-objective",
+    "layer_n3": "--layer-n3",
 }
 #: --features values that are not files
 FEATURE_KINDS = ("random", "lookup")
@@ -164,6 +165,13 @@ def _train_parser(sub) -> None:
         default=None,
         choices=("decoder", "softmax"),
         help="objective the layers descend (default: decoder)",
+    )
+    g.add_argument(
+        "--layer-n3",
+        type=float,
+        default=None,
+        metavar="λ",
+        help="N3 weight on the node states within the layer objective (default: 0)",
     )
     t.add_argument("--schema", default=None, metavar="FILE", help=_SCHEMA_HELP + _SCHEMA_TRAIN)
     option(

@@ -311,6 +311,10 @@ def encoder_kwargs(args: argparse.Namespace) -> dict:
         options["subgraph_batch"] = args.subgraph_batch
     if args.layer_objective is not None:
         options["objective"] = args.layer_objective
+    if args.layer_n3 is not None:
+        if args.layer_n3 < 0:
+            raise UsageError(f"--layer-n3 must be non-negative, got {args.layer_n3}")
+        options["layer_n3"] = args.layer_n3
     return {"encoder": args.encoder, "encoder_options": options}
 
 

@@ -58,6 +58,13 @@ the cache is reset to the features every ``L`` steps, so the decoder sees depths
 depths match the ``L``-layer inference). ``layers=None`` is ``L = ∞``: the cache is never reset and
 inference reads it (transductive). Otherwise inference runs ``L`` layers from the features.
 
+**N3 on the node states** (``layer_n3 = λ``; beyond the equations, as the official demo
+``refactorgnn_demo_sgd.py`` adds it). The layer descends ``L(h) + λ N3(h)`` with ``N3(h) = 1/|T|
+Σ_{(s,r,o) ∈ T} (‖h[s]‖₃³ + ‖h[o]‖₃³)``, the trainer's N3 on the triples' entity rows, whose
+gradient adds ``3 λ deg(v) h[v] ⊙ |h[v]| / |T|`` to ``∇L`` (``deg``: edges at ``v``, both
+directions). Without it only the relation embeddings are regularised; with ``L = ∞`` the node
+states are the entity table, so this is the lookup table's N3.
+
 **Step size and preconditioner.** ``preconditioner="none"`` is the plain gradient step above, with
 ``η = N`` (the number of nodes) unless ``step_size`` is given, i.e. ``α = N/|T|``, one over the mean
 out-degree. Its messages add up coherently at hubs: on fb237_v1 with a positive start each layer
@@ -133,6 +140,12 @@ def distmult_softmax_messages(
     return out
 
 
+def _degree(graph: Graph, like: Tensor) -> Tensor:
+    """Edges at each node, both directions (a self-loop twice), in ``like``'s dtype."""
+    ends = graph.edges[:, [0, 2]].reshape(-1)
+    return torch.bincount(ends, minlength=graph.num_nodes).to(like.dtype)
+
+
 def _positions(candidates: Tensor, ids: Tensor, num_nodes: int) -> Tensor:
     where = torch.full((num_nodes,), -1, dtype=torch.long, device=ids.device)
     where[candidates] = torch.arange(len(candidates), device=ids.device)
@@ -161,6 +174,7 @@ class ReFactor(GraphEncoder):
         edge_dropout: float = 0.0,
         redraw_features: bool = False,
         steps_per_layer: int = 1,
+        layer_n3: float = 0.0,
     ) -> None:
         super().__init__()
         if layers is not None and layers < 1:
@@ -197,6 +211,9 @@ class ReFactor(GraphEncoder):
         if steps_per_layer < 1:
             raise GraphError(f"steps_per_layer must be positive, got {steps_per_layer}")
         self.steps_per_layer = int(steps_per_layer)
+        if layer_n3 < 0:
+            raise GraphError(f"layer_n3 must be non-negative, got {layer_n3}")
+        self.layer_n3 = float(layer_n3)
         self._draws = 0
 
     @classmethod
@@ -267,8 +284,11 @@ class ReFactor(GraphEncoder):
                 distmult_softmax_messages(
                     h, g, triples, candidates, self.memory_budget, self.global_term, out=total
                 )
-            return h + rate * total
-        return h - rate * graph.num_edges * self._autograd_gradient(h, batches, decoder)
+        else:
+            total = -graph.num_edges * self._autograd_gradient(h, batches, decoder)
+        if self.layer_n3:
+            total = total - 3 * self.layer_n3 * _degree(graph, h).unsqueeze(1) * h * h.abs()
+        return h + rate * total
 
     def rates(self, graph: Graph, like: Tensor) -> Tensor | float:
         """``η / |T|`` (plain step) or ``η / (1 + deg(v))`` as an ``(N, 1)`` column (degree)."""
@@ -276,9 +296,7 @@ class ReFactor(GraphEncoder):
             eta = float(graph.num_nodes if self.step_size is None else self.step_size)
             return eta / graph.num_edges
         eta = 1.0 if self.step_size is None else float(self.step_size)
-        ends = graph.edges[:, [0, 2]].reshape(-1)
-        degree = torch.bincount(ends, minlength=graph.num_nodes).to(like.dtype)
-        return (eta / (1 + degree)).unsqueeze(1)
+        return (eta / (1 + _degree(graph, like))).unsqueeze(1)
 
     def _closed(self, decoder: DecoderObjective) -> bool:
         has = decoder.closed_form == CLOSED_FORM or self.objective == "softmax"
