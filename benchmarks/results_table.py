@@ -564,10 +564,17 @@ def _claims_004(by_key: dict, results: Path) -> list[str]:
         if plain is not None and score is not None:
             s_, p_, k_ = (r["test"]["mrr"] for r in (star, plain, score))
             holds = "holds" if s_ > p_ else "does not hold"
+            other_lrs = "".join(
+                f"; fine-tuned at lr {r['config']['lr']:g}: "
+                f"{'holds' if r['test']['mrr'] > p_ else 'does not hold'} ({r['test']['mrr']:.3f})"
+                for key, r in sorted(by_key.items(), key=lambda kv: str(kv[0]))
+                if key[:5] == (dataset, "complex", "squared", objective, unseen)
+                and (key[5] or "").startswith("star-lr")
+            )
             lines.append(
                 f"- {dataset}, {objective}: ComplEx²★ ranks better than ComplEx² trained from "
-                f"scratch as long: {holds} ({s_:.3f} against {p_:.3f}; the score ComplEx it "
-                f"starts from: {k_:.3f})."
+                f"scratch as long: {holds} at lr {star['config']['lr']:g} ({s_:.3f} against "
+                f"{p_:.3f}; the score ComplEx it starts from: {k_:.3f}){other_lrs}."
             )
     lines += [*_ktd_claim(results / "ktd.wn18rr.jsonl"), *_sem_claims(results), ""]
     return lines
