@@ -9,8 +9,11 @@ one adjoint pass, ``O(B K)``) and ``T`` the target's base table:
   allowed set ``A_g``, so ``Σ_{x ∈ A_g} (c_b · T[x])²`` is a ``(B_g x K)(K x |A_g|)`` product per
   group: ``O(B K |A|)`` in all for an average allowed set ``|A|``, against ``O(n K² + B K²)`` for
   the unconstrained Gram plan. The table is gathered once per term, in an order where every
-  allowed set is a few contiguous runs (:class:`AllowedRuns`), and each group's rows meet its
-  runs directly: a gather of each group's allowed rows wrote ``Σ_g |A_g| x K`` entries per term
+  allowed set is a few contiguous runs (:class:`AllowedRuns`), the batch's rows are sorted by
+  group in the order of the groups' allowed sets, and each segment of values meets the few
+  contiguous blocks of rows that allow it in one product each (:func:`allowed_blocks`: taller
+  products than one per group and run; CoDEx-M rank 200, one run each: 3.9x the unconstrained
+  step against 5.0x). A gather of each group's allowed rows wrote ``Σ_g |A_g| x K`` entries per term
   and as many back in the backward (60 MB per term on CoDEx-S at rank 200, a gigabyte on
   CoDEx-M). Per-group Grams would need ``O(n K²)`` class Grams and a class-to-group mix per step;
   that plan measured 4.4x the unconstrained step at rank 200 (``docs/constraints.md``).
@@ -23,6 +26,7 @@ Rows whose anchor the schema forbids get ``-inf`` (the caller names the broken r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 
 import torch
 from torch import Tensor
@@ -55,18 +59,27 @@ class AllowedRuns:
     Values are sorted by their membership over the groups, largest group first (descending
     lexicographic order of the membership columns), so nested allowed sets come out as prefixes
     and most others as one or two runs (CoDEx-S: 59 runs for 38 subject sets, 124 for the object
-    sets; CoDEx-M: 288 and 388 for 49). ``order[i]`` is the value at position ``i``; ``runs[g]``
-    the ``(start, stop)`` positions of group ``g``'s allowed values; ``num_classes`` counts the
-    distinct membership columns (the classes of the Gram plan)."""
+    sets; CoDEx-M: 288 and 388 for 49). ``order[i]`` is the value at position ``i``. The values of
+    one membership column (a class of the Gram plan) are one contiguous *segment*:
+    ``segments[j] = (start, stop)``, and ``member[g, j]`` says whether group ``g`` allows segment
+    ``j``. ``group_rank[g]`` is group ``g``'s place when the groups are sorted by their membership
+    rows (descending, lexicographic over the segments), which puts equal allowed sets side by side
+    and nested ones close: rows in that group order meet a segment in few contiguous blocks."""
 
     order: Tensor
-    runs: tuple[tuple[tuple[int, int], ...], ...]
+    segments: tuple[tuple[int, int], ...]
+    member: Tensor
+    group_rank: Tensor
     masks: Tensor
-    num_classes: int
 
-    def size(self, group: int) -> int:
-        """How many values group ``group`` allows."""
-        return sum(z - a for a, z in self.runs[group])
+    @property
+    def num_classes(self) -> int:
+        """Distinct membership columns (the classes of the Gram plan)."""
+        return len(self.segments)
+
+    def sizes(self, groups: Tensor) -> list[int]:
+        """How many values each of ``groups`` allows."""
+        return self.masks[groups].sum(dim=1).tolist()
 
     @staticmethod
     def of(masks: Tensor) -> AllowedRuns:
@@ -76,12 +89,15 @@ class AllowedRuns:
         key = (~masks[by_size]).T.to(torch.uint8)  # ascending order of ~membership = descending
         classes, inverse = torch.unique(key, dim=0, return_inverse=True)
         order = torch.argsort(inverse, stable=True)
-        runs = []
-        for row in masks[:, order].to(torch.int8).cpu():
-            edges = torch.diff(row, prepend=row.new_zeros(1), append=row.new_zeros(1))
-            starts, stops = (edges == 1).nonzero()[:, 0], (edges == -1).nonzero()[:, 0]
-            runs.append(tuple(zip(starts.tolist(), stops.tolist(), strict=True)))
-        return AllowedRuns(order, tuple(runs), masks, classes.shape[0])
+        counts = torch.bincount(inverse, minlength=classes.shape[0]).tolist()
+        stops = list(accumulate(counts))
+        segments = tuple((z - c, z) for c, z in zip(counts, stops, strict=True))
+        member = masks[:, order[torch.tensor([a for a, _ in segments], device=order.device)]]
+        rows = member.to(torch.int8).tolist()
+        by_membership = sorted(range(len(rows)), key=lambda g: rows[g], reverse=True)
+        group_rank = torch.empty(len(rows), dtype=torch.long)
+        group_rank[torch.tensor(by_membership, dtype=torch.long)] = torch.arange(len(rows))
+        return AllowedRuns(order, segments, member, group_rank.to(masks.device), masks)
 
 
 def grouped_normaliser(
@@ -95,8 +111,9 @@ def grouped_normaliser(
     """``log Σ_{x allowed in group groups[b]} φ(x, given_b)²`` per row ``b``, ``-inf`` where
     ``anchor_ok[b]`` is false; every variable but ``target`` observed in ``given``.
 
-    Two plans, by multiply-adds: the *runs* (the value rows gathered once, in ``allowed.order``,
-    each group's rows of coefficients meeting each of its runs of allowed values in one product,
+    Two plans, by multiply-adds: the *runs* (the value rows gathered once, in ``allowed.order``;
+    the rows sorted by group in membership order, so that the rows allowed one segment of values
+    are a few contiguous blocks, each block meeting its values in one product,
     :class:`_RunSquareSums`), ``Σ_b |A_g(b)| W``; or the *Grams* (each present group's Gram
     ``G_g = Σ_{x ∈ A_g} T[x]ᵀ T[x]`` from the table's class Grams and a nested mix,
     ``Table.weighted_gram``, then ``c_bᵀ G_g c_b``), ``(n + B) W²`` plus the memory-bound cost of
@@ -104,20 +121,48 @@ def grouped_normaliser(
     sets of 340-997 of 2034 entities); the Grams on CoDEx-M at rank 50 (8,900 of 17,050)."""
     coef, table, m = _coefficients_and_table(compiled, target, given)
     present, of_row = torch.unique(groups, return_inverse=True)
+    # the present groups in membership order (AllowedRuns.group_rank), rows relabelled to match
+    by_rank = torch.argsort(allowed.group_rank[present])
+    present = present[by_rank]
+    of_row = torch.argsort(by_rank)[of_row]
     by_group = RowsByGroup.of(of_row, present.numel())
     width = coef.value.shape[1]
-    sizes = [allowed.size(g) for g in present.tolist()]
+    sizes = allowed.sizes(present)
     runs_cost = sum(n * size for n, size in zip(by_group.counts, sizes, strict=True))
     grams = allowed.num_classes + present.numel()
     if (table.num_values + len(groups) + GRAM_ROWS * grams) * width < runs_cost:
         mass, log_scale = _gram_masses(coef, table, allowed.masks[present], by_group, of_row)
         return _log_mass(mass, ~anchor_ok | (mass <= 0), log_scale, torch.ones_like(m))
-    plan = tuple(
-        (a, z, allowed.runs[g]) for (a, z), g in zip(by_group.spans, present.tolist(), strict=True)
-    )
+    blocks = allowed_blocks(allowed, present, by_group)
     rows = table.rows(allowed.order.to(coef.value.device)) / m
-    mass = by_group.restore(_RunSquareSums.apply(coef.value[by_group.order], rows, plan))
+    mass = by_group.restore(_RunSquareSums.apply(coef.value[by_group.order], rows, blocks))
     return _log_mass(mass, ~anchor_ok | (mass <= 0), coef.log_scale, m)
+
+
+def allowed_blocks(
+    allowed: AllowedRuns, present: Tensor, by_group: RowsByGroup
+) -> tuple[tuple[int, int, int, int], ...]:
+    """The ``(row start, row stop, value start, value stop)`` rectangles that cover, exactly once,
+    every (row, allowed value) pair of rows sorted by the groups ``present``: per segment, each
+    maximal run of consecutive groups that allow it is one block of rows; then blocks of the same
+    rows over adjacent segments are joined. ``O(P S)`` for ``P`` groups and ``S`` segments."""
+    need = allowed.member[present].T.to(torch.int8).cpu()  # (S x P)
+    edges = torch.diff(torch.nn.functional.pad(need, (1, 1)), dim=1)
+    starts, stops = (edges == 1).nonzero(), (edges == -1).nonzero()
+    bounds = [0, *accumulate(by_group.counts)]
+    pieces = sorted(
+        (bounds[g0], bounds[g1], j)
+        for (j, g0), g1 in zip(starts.tolist(), stops[:, 1].tolist(), strict=True)
+    )
+    blocks: list[list[int]] = []
+    for a0, z0, j in pieces:
+        a, z = allowed.segments[j]
+        last = blocks[-1] if blocks else None
+        if last is not None and last[:2] == [a0, z0] and last[3] == a:
+            last[3] = z
+        else:
+            blocks.append([a0, z0, a, z])
+    return tuple((a0, z0, a, z) for a0, z0, a, z in blocks)
 
 
 def _gram_masses(
@@ -137,22 +182,21 @@ def _same(x: Tensor) -> Tensor:
 
 
 class _RunSquareSums(torch.autograd.Function):
-    """``mass[b] = Σ_{(a, z) in runs(b)} Σ_{a <= x < z} (C[b] · V[x])²`` for the blocks of rows
-    ``(start, stop, runs)`` of ``plan``: one ``(B_g x W)(W x run)`` product per run, forward
-    and backward (``∂/∂C = 2 (g ⊙ S) V``, ``∂/∂V = 2 (g ⊙ S)ᵀ C``) written into one gradient
-    each, where autograd's backward of every slice of ``V`` would zero-fill a whole ``n x W``
-    gradient. The scores ``S`` are kept for the backward (``B x |allowed|`` entries)."""
+    """``mass[b] = Σ_{blocks (a0, z0, a, z) with a0 <= b < z0} Σ_{a <= x < z} (C[b] · V[x])²``:
+    one ``(rows x W)(W x values)`` product per block, forward and backward (``∂/∂C = 2 (g ⊙ S)
+    V``, ``∂/∂V = 2 (g ⊙ S)ᵀ C``) written into one gradient each, where autograd's backward of
+    every slice of ``V`` would zero-fill a whole ``n x W`` gradient. The scores ``S`` are kept for
+    the backward (``B x |allowed|`` entries)."""
 
     @staticmethod
-    def forward(ctx, coef: Tensor, values: Tensor, plan) -> Tensor:
+    def forward(ctx, coef: Tensor, values: Tensor, blocks) -> Tensor:
         scores = []
         mass = coef.new_zeros(coef.shape[0])
-        for start, stop, runs in plan:
-            for a, z in runs:
-                block = coef[start:stop] @ values[a:z].T
-                mass[start:stop] += block.square().sum(dim=1)
-                scores.append(block)
-        ctx.plan, ctx.scores = plan, scores
+        for a0, z0, a, z in blocks:
+            block = coef[a0:z0] @ values[a:z].T
+            mass[a0:z0] += block.square().sum(dim=1)
+            scores.append(block)
+        ctx.blocks, ctx.scores = blocks, scores
         ctx.save_for_backward(coef, values)
         return mass
 
@@ -160,12 +204,10 @@ class _RunSquareSums(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         coef, values = ctx.saved_tensors
         grad_coef, grad_values = torch.zeros_like(coef), torch.zeros_like(values)
-        blocks = iter(ctx.scores)
-        for start, stop, runs in ctx.plan:
-            for a, z in runs:
-                weighted = next(blocks) * (2 * grad[start:stop, None])
-                grad_coef[start:stop].addmm_(weighted, values[a:z])
-                grad_values[a:z].addmm_(weighted.T, coef[start:stop])
+        for (a0, z0, a, z), block in zip(ctx.blocks, ctx.scores, strict=True):
+            weighted = block * (2 * grad[a0:z0, None])
+            grad_coef[a0:z0].addmm_(weighted, values[a:z])
+            grad_values[a:z].addmm_(weighted.T, coef[a0:z0])
         return grad_coef, grad_values, None
 
 

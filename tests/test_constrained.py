@@ -20,6 +20,7 @@ from scipy.stats import chi2
 
 import circuitkg as ckg
 from circuitkg.data import KnowledgeGraph
+from circuitkg.grouping import RowsByGroup
 from circuitkg.testing import all_assignments, evaluate_naive, joint_table, model_forms, tiny_kgs
 
 VARS = ["s", "r", "o"]
@@ -296,21 +297,43 @@ def test_constrained_samples_never_violate_and_follow_p(problem):
     assert chi2.sf(stat, max(int(keep.sum()) - 1, 1)) > 1e-6
 
 
-@settings(max_examples=40)
+@settings(max_examples=60)
 @given(
     st.integers(1, 6).flatmap(
-        lambda g: st.integers(1, 12).flatmap(
-            lambda n: st.lists(
-                st.lists(st.booleans(), min_size=n, max_size=n), min_size=g, max_size=g
-            )
+        lambda g: st.tuples(
+            st.integers(1, 12).flatmap(
+                lambda n: st.lists(
+                    st.lists(st.booleans(), min_size=n, max_size=n), min_size=g, max_size=g
+                )
+            ),
+            st.lists(st.integers(0, g - 1), min_size=1, max_size=10),
         )
     )
 )
-def test_allowed_runs_cover_exactly_the_allowed_values(rows):
+def test_allowed_blocks_cover_each_rows_allowed_values_once(case):
+    """Segments partition the sorted values, ``member`` is each group's mask on them, and the
+    blocks over rows sorted by group (in ``group_rank`` order) cover exactly every (row, allowed
+    value) pair, once."""
+    rows, groups = case
     masks = torch.tensor(rows)
-    runs = AllowedRuns.of(masks)
-    assert sorted(runs.order.tolist()) == list(range(masks.shape[1]))
-    for mask, group_runs in zip(masks, runs.runs, strict=True):
-        covered = [runs.order[i].item() for a, z in group_runs for i in range(a, z)]
-        assert sorted(covered) == mask.nonzero()[:, 0].tolist()
-        assert all(a < z for a, z in group_runs)
+    allowed = AllowedRuns.of(masks)
+    assert sorted(allowed.order.tolist()) == list(range(masks.shape[1]))
+    positions = [i for a, z in allowed.segments for i in range(a, z)]
+    assert positions == list(range(masks.shape[1]))
+    for g, mask in enumerate(masks):
+        for j, (a, z) in enumerate(allowed.segments):
+            assert all(
+                bool(mask[allowed.order[i]]) == bool(allowed.member[g, j]) for i in range(a, z)
+            )
+    present = torch.unique(torch.tensor(groups))
+    present = present[torch.argsort(allowed.group_rank[present])]
+    of_row = torch.tensor([present.tolist().index(g) for g in groups])
+    by_group = RowsByGroup.of(of_row, len(present))
+    covered = [
+        (by_group.order[r].item(), allowed.order[x].item())
+        for a0, z0, a, z in pll.allowed_blocks(allowed, present, by_group)
+        for r in range(a0, z0)
+        for x in range(a, z)
+    ]
+    expected = [(b, x) for b, g in enumerate(groups) for x in masks[g].nonzero()[:, 0].tolist()]
+    assert sorted(covered) == sorted(expected)
