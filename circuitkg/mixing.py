@@ -133,12 +133,16 @@ class _NestedSums(torch.autograd.Function):
 
 
 def _sum_into(out: Tensor, sources: list[Tensor], keep: bool = False) -> None:
-    """``out = Σ sources`` (zero for none), or with ``keep`` ``out += Σ sources``."""
-    if not sources and not keep:
+    """``out = Σ sources`` (zero for none), or with ``keep`` ``out += Σ sources``; the first two
+    sources of a fresh ``out`` in one pass (``add(a, b, out=out)``, not a copy and an add)."""
+    if keep:
+        for source in sources:
+            out += source
+    elif not sources:
         out.zero_()
-        return
-    for i, source in enumerate(sources):
-        if i == 0 and not keep:
-            out.copy_(source)
-        else:
+    elif len(sources) == 1:
+        out.copy_(sources[0])
+    else:
+        torch.add(sources[0], sources[1], out=out)
+        for source in sources[2:]:
             out += source

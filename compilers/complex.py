@@ -151,8 +151,10 @@ class _HadamardFold(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         s, r, o, weight = ctx.saved_tensors
         needs = ctx.needs_input_grad[:3]
+        # a row-per-row gradient is written once per row (no zero fill); a broadcast one is summed
         grads = [
-            torch.zeros_like(x) if need else None for x, need in zip((s, r, o), needs, strict=True)
+            (torch.zeros_like(x) if x.shape[0] == 1 else torch.empty_like(x)) if need else None
+            for x, need in zip((s, r, o), needs, strict=True)
         ]
         for rows in _row_chunks(grad.shape[0], s):
             sc, rc, oc = (_rows(x, rows) for x in (s, r, o))
@@ -164,11 +166,11 @@ class _HadamardFold(torch.autograd.Function):
                     im = torch.addcmul(
                         x[:, :, 0] * o_g[:, :, 1], x[:, :, 1], o_g[:, :, 0], value=-1
                     )
-                    _add_rows(grads[i], rows, torch.stack([re, im], dim=2))
+                    _put_rows(grads[i], rows, torch.stack([re, im], dim=2))
             if needs[2]:
                 sr_re, sr_im = _times(sc, rc)
                 g = grad[rows].reshape(-1, 1, 1) * weight
-                _add_rows(grads[2], rows, torch.stack([sr_re * g, sr_im * g], dim=2))
+                _put_rows(grads[2], rows, torch.stack([sr_re * g, sr_im * g], dim=2))
         return grads[0], grads[1], grads[2], None
 
 
@@ -183,12 +185,13 @@ def _rows(x: Tensor, rows: slice) -> Tensor:
     return x if x.shape[0] == 1 else x[rows]
 
 
-def _add_rows(total: Tensor, rows: slice, grad: Tensor) -> None:
-    """Add a chunk's gradient to its rows of ``total``, or summed where ``total`` broadcast."""
+def _put_rows(total: Tensor, rows: slice, grad: Tensor) -> None:
+    """Write a chunk's gradient into its rows of ``total``, or add it summed where ``total`` is
+    one row broadcast (zero-initialised)."""
     if total.shape[0] == 1:
         total += grad.sum(dim=0, keepdim=True)
     else:
-        total[rows] += grad
+        total[rows] = grad
 
 
 def _times(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
