@@ -1,6 +1,9 @@
 """Encoded tables: the once-per-step contract, the node-state cache schedule, new graphs,
 checkpoints, and exact queries of encoded models on unseen graphs (brute force)."""
 
+import gc
+import weakref
+
 import pytest
 import torch
 from hypothesis import assume, given, settings
@@ -222,3 +225,23 @@ def test_a_pyg_conv_stack_is_an_encoder():
     loss = pll_loss(compiled, EDGES)
     loss.backward()
     assert convs[0].weight.grad is not None
+
+
+def test_a_training_step_frees_the_previous_steps_graph():
+    """With the cyclic garbage collector off, the previous step's table (and its autograd graph)
+    is freed by reference counting alone: no reference cycle through the table's hook."""
+    gc.disable()
+    try:
+        kg = ckg.data.load("nations")
+        torch.manual_seed(0)
+        model = ckg.models.create(
+            "distmult", kg, rank=4, form="score", encoder="refactor", layers=None
+        )
+        config = TrainConfig(epochs=2, batch_size=512, eval_every=0, objective="ce", reg_weight=0.0)
+        trainer = Trainer(config, kg, model=model, progress=False, log=lambda line: None)
+        trainer.train_epoch(1)
+        previous = weakref.ref(model.encoded_table._train.table)
+        trainer.train_epoch(2)
+        assert previous() is None
+    finally:
+        gc.enable()
