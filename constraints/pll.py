@@ -26,7 +26,6 @@ Rows whose anchor the schema forbids get ``-inf`` (the caller names the broken r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import accumulate
 
 import torch
 from torch import Tensor
@@ -88,10 +87,8 @@ class AllowedRuns:
         by_size = torch.argsort(masks.sum(dim=1), descending=True, stable=True)
         key = (~masks[by_size]).T.to(torch.uint8)  # ascending order of ~membership = descending
         classes, inverse = torch.unique(key, dim=0, return_inverse=True)
-        order = torch.argsort(inverse, stable=True)
-        counts = torch.bincount(inverse, minlength=classes.shape[0]).tolist()
-        stops = list(accumulate(counts))
-        segments = tuple((z - c, z) for c, z in zip(counts, stops, strict=True))
+        by_class = RowsByGroup.of(inverse, classes.shape[0])
+        order, segments = by_class.order, tuple(by_class.spans)
         member = masks[:, order[torch.tensor([a for a, _ in segments], device=order.device)]]
         rows = member.to(torch.int8).tolist()
         by_membership = sorted(range(len(rows)), key=lambda g: rows[g], reverse=True)
@@ -149,9 +146,9 @@ def allowed_blocks(
     need = allowed.member[present].T.to(torch.int8).cpu()  # (S x P)
     edges = torch.diff(torch.nn.functional.pad(need, (1, 1)), dim=1)
     starts, stops = (edges == 1).nonzero(), (edges == -1).nonzero()
-    bounds = [0, *accumulate(by_group.counts)]
+    spans = by_group.spans
     pieces = sorted(
-        (bounds[g0], bounds[g1], j)
+        (spans[g0][0], spans[g1 - 1][1], j)
         for (j, g0), g1 in zip(starts.tolist(), stops[:, 1].tolist(), strict=True)
     )
     blocks: list[list[int]] = []
