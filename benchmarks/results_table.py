@@ -387,15 +387,24 @@ def _matched_table(by_key: dict) -> list[str]:
     return [*lines, "", *_longer_matched_lines(by_key)]
 
 
+def _longer_matched(by_key: dict) -> list[tuple[tuple, dict]]:
+    """``(key, record)`` of the squared rows at rank 50 trained for more epochs than the score
+    row (``--part matched --epochs N``), in key order."""
+    return [
+        (key, record)
+        for key, record in sorted(by_key.items(), key=lambda kv: str(kv[0]))
+        if key[2] == "squared"
+        and key[5] == f"r50e{record['config']['epochs']}"
+        and record["config"]["epochs"] != SCORE_EPOCHS[key[0]]
+    ]
+
+
 def _longer_matched_lines(by_key: dict) -> list[str]:
-    """The squared rows at rank 50 trained for more epochs than the score row (``--part matched
-    --epochs N``): closer to equal time than equal epochs, one line each."""
+    """The :func:`_longer_matched` rows: closer to equal time than equal epochs, one line each."""
     lines = []
-    for key, record in sorted(by_key.items(), key=lambda kv: str(kv[0])):
-        dataset, model, form, objective, unseen, tag = key
+    for key, record in _longer_matched(by_key):
+        dataset, model, _, objective, unseen, _ = key
         epochs = record["config"]["epochs"]
-        if form != "squared" or tag != f"r50e{epochs}" or epochs == SCORE_EPOCHS[dataset]:
-            continue
         score = by_key.get((dataset, model, "score", "pll", unseen, None))
         against = (
             f"the score row: {score['test']['mrr']:.3f} in {score['train_seconds'] / 60:.1f} min"
@@ -590,10 +599,8 @@ def _claims_004(by_key: dict, results: Path) -> list[str]:
                 f"the score row's {score['train_seconds'] / 60:.1f}): "
                 f"{'holds' if r['test']['mrr'] >= (1 - COMPETITIVE) * a else 'does not hold'} "
                 f"({r['test']['mrr']:.3f})"
-                for key, r in sorted(by_key.items(), key=lambda kv: str(kv[0]))
+                for key, r in _longer_matched(by_key)
                 if key[:5] == (dataset, model, "squared", "pll", unseen)
-                and key[5] == f"r50e{r['config']['epochs']}"
-                and r["config"]["epochs"] != epochs
             )
             lines.append(
                 f"- {dataset}, {model}² is competitive with {model} (MRR within "
