@@ -41,7 +41,8 @@ def run(kg, encoder: bool, args: argparse.Namespace) -> dict:
     report = ckg.eval.evaluate(result.compiled, kg, "test", calibration=False)
     return {
         "dataset": kg.name, "entity_table": "refactor(L=inf)" if encoder else "lookup",
-        "rank": rank, "lr": lr, **({k: str(v) for k, v in options.items() if k != "encoder"}), "batch_size": args.batch_size, "reg_weight": args.reg_weight,
+        "rank": rank, "lr": lr, **{k: str(v) for k, v in options.items() if k != "encoder"},
+        "batch_size": args.batch_size, "reg_weight": args.reg_weight,
         "epochs_run": result.state.epoch, "best_epoch": result.state.best_epoch,
         "test_mrr": report.as_dict()["mrr"], "test_hits@10": report.as_dict()["hits@10"],
         "seconds": time.perf_counter() - start,
